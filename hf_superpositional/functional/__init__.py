@@ -1,0 +1,1 @@
+"""Pure tensor maths: no Trainer, optimizer or nn.Module imports live here."""

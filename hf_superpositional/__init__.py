@@ -1,4 +1,87 @@
-"""hf_superpositional: Superpositional Gradient Descent for the Hugging Face Trainer."""
+"""hf_superpositional: Superpositional Gradient Descent for the Hugging Face Trainer.
+
+Importing the package registers, idempotently:
+
+- ``optim="superpositional_adamw"`` and ``optim="quantum_moment_adamw"`` for ``TrainingArguments``, the
+  stock ``Trainer`` and ``HfArgumentParser`` (a warning, not an error, if the installed transformers lacks
+  the private registry: ``superpositional_optimizer_cls_and_kwargs`` stays usable);
+- ``attn_implementation="quantum"`` / ``"quantum_flex"`` in transformers' ``AttentionInterface`` with
+  matching mask functions, and the loading hooks that restore quantum attention on ``from_pretrained``.
+
+Example:
+    >>> import hf_superpositional
+    >>> from transformers import TrainingArguments
+    >>> args = TrainingArguments(output_dir="out", optim="superpositional_adamw",
+    ...                          optim_args="quantum_weight=0.5,n_qubits=4")
+"""
+
+from .attention import register_quantum_attention
+from .config import QuantumAttentionConfig
+from .integration import (
+    QUANTUM_MOMENT_ADAMW,
+    SUPERPOSITIONAL_ADAMW,
+    register_superpositional_optimizers,
+    superpositional_optimizer_cls_and_kwargs,
+    unregister_superpositional_optimizers,
+)
+from .naming import QUANTUM_CONFIG_KEY, QUANTUM_MODULE_NAME, is_quantum_parameter_name
+from .optim import SuperpositionalAdamW
+from .optim_args import VALID_OPTIM_ARG_KEYS, format_optim_args, parse_optim_args
+from .patch import (
+    apply_quantum_attention,
+    get_quantum_attention_config,
+    quantum_lora_config,
+    remove_quantum_attention,
+)
+from .presets import GSM8K, TEXT_CLASSIFICATION, gsm8k_training_arguments, text_classification_training_arguments
+from .trainer import SuperpositionalTrainer
 
 __version__ = "0.1.0"
-__all__ = ["__version__"]
+
+# Heavier or optional pieces load on first use: evaluate (metrics) and qiskit (circuits).
+_LAZY = {
+    "GSM8KAccuracy": "hf_superpositional.metrics.gsm8k_accuracy",
+    "gsm8k_compute_metrics": "hf_superpositional.metrics.gsm8k_accuracy",
+    "GSM8K_ACCURACY_DIR": "hf_superpositional.metrics.gsm8k_accuracy",
+    "build_circuit": "hf_superpositional.circuits",
+}
+
+__all__ = [
+    "GSM8K",
+    "QUANTUM_CONFIG_KEY",
+    "QUANTUM_MODULE_NAME",
+    "QUANTUM_MOMENT_ADAMW",
+    "SUPERPOSITIONAL_ADAMW",
+    "TEXT_CLASSIFICATION",
+    "VALID_OPTIM_ARG_KEYS",
+    "QuantumAttentionConfig",
+    "SuperpositionalAdamW",
+    "SuperpositionalTrainer",
+    "apply_quantum_attention",
+    "format_optim_args",
+    "get_quantum_attention_config",
+    "gsm8k_training_arguments",
+    "is_quantum_parameter_name",
+    "parse_optim_args",
+    "quantum_lora_config",
+    "register_quantum_attention",
+    "register_superpositional_optimizers",
+    "remove_quantum_attention",
+    "superpositional_optimizer_cls_and_kwargs",
+    "text_classification_training_arguments",
+    "unregister_superpositional_optimizers",
+    "__version__",
+    *_LAZY,
+]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'hf_superpositional' has no attribute {name!r}")
+
+
+register_superpositional_optimizers(on_missing="warn")
+register_quantum_attention()

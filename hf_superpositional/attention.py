@@ -1,0 +1,318 @@
+"""Quantum attention functions for transformers' ``AttentionInterface`` (SPEC section 4, paper eq. 3-4).
+
+    Attention(Q, K, V) = softmax( Q K^T * scaling + gate * Phi(x) + mask ) V
+
+Two implementations, registered by :func:`register_quantum_attention` (called when the package is imported):
+
+- ``"quantum"``: :func:`quantum_attention_forward`, transformers' eager attention with the circuit term added
+  to the logits in float32. Any device, dropout, ``output_attentions``, GQA; the reference and the CPU path.
+- ``"quantum_flex"``: :func:`quantum_flex_attention_forward`, the same maths as a FlexAttention ``score_mod``
+  (fused, never materialises the ``[B, H, L, L]`` logits). Training needs CUDA: torch 2.13 has no
+  FlexAttention backward on CPU.
+
+Why the mask functions are registered too (SPEC section 8): ``create_causal_mask`` looks the mask builder up
+in ``AttentionMaskInterface`` under the *attention* name and, for a name it does not know, returns ``None``
+-- the model silently loses its causal mask. ``"quantum"`` uses the SDPA mask semantics: a boolean mask
+(``True`` = attend) applied with ``torch.where`` (fp16-safe, SPEC section 8), or ``None`` for an unpadded
+batch, which :func:`quantum_attention_forward` treats exactly as SDPA's ``is_causal`` does (causal when the
+module is causal and there is more than one query). ``"quantum_flex"`` uses transformers' block mask.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import repeat_kv
+from transformers.masking_utils import AttentionMaskInterface, flex_attention_mask, sdpa_mask
+
+from .naming import QUANTUM_MODULE_NAME
+
+__all__ = [
+    "QUANTUM_ATTENTION",
+    "QUANTUM_FLEX_ATTENTION",
+    "apply_attention_mask",
+    "circuit_score_mod",
+    "quantum_attention_forward",
+    "quantum_attention_mask",
+    "quantum_flex_attention_forward",
+    "register_quantum_attention",
+]
+
+QUANTUM_ATTENTION = "quantum"
+"""``attn_implementation`` name of the dense (eager-maths) quantum attention."""
+
+QUANTUM_FLEX_ATTENTION = "quantum_flex"
+"""``attn_implementation`` name of the FlexAttention quantum attention."""
+
+
+def _resolve_is_causal(module: nn.Module, q_len: int, attention_mask, is_causal: bool | None) -> bool:
+    # Same rule as transformers' sdpa_attention_forward: a missing mask means "causal" for a causal module
+    # with more than one query (prefill); a single decoding query attends to the whole cache.
+    if attention_mask is not None or q_len <= 1:
+        return False
+    return bool(is_causal if is_causal is not None else getattr(module, "is_causal", True))
+
+
+def _causal_bool_mask(q_len: int, kv_len: int, device: torch.device) -> torch.Tensor:
+    # Upper-left aligned like SDPA's is_causal: the mask builder only returns None when q_len == kv_len, or
+    # for a prefill at offset 0 whose extra keys are empty static-cache slots (which must stay masked).
+    q_idx = torch.arange(q_len, device=device)[:, None]
+    kv_idx = torch.arange(kv_len, device=device)[None, :]
+    return (kv_idx <= q_idx).view(1, 1, q_len, kv_len)
+
+
+def apply_attention_mask(
+    logits: torch.Tensor, attention_mask: torch.Tensor | None, causal: bool
+) -> torch.Tensor:
+    """Mask attention logits: boolean masks (``True`` = attend) via ``torch.where``, float masks by addition.
+
+    Masked logits become ``finfo(dtype).min`` rather than ``-inf``, so a fully masked row (a padding query)
+    gives a uniform softmax instead of NaN -- and, in float32, exactly the values eager attention's
+    ``logits + finfo.min`` gives, which keeps a gate-0 patch bit-identical to eager.
+
+    Args:
+        logits: ``[batch, heads, q_len, kv_len]``.
+        attention_mask: ``None``, a boolean mask or an additive float mask broadcastable to ``logits``.
+        causal: with ``attention_mask=None``, apply an upper-left causal mask.
+    """
+    if attention_mask is None:
+        if not causal:
+            return logits
+        attention_mask = _causal_bool_mask(logits.shape[-2], logits.shape[-1], logits.device)
+    attention_mask = attention_mask[..., : logits.shape[-1]]
+    if attention_mask.dtype == torch.bool:
+        return torch.where(attention_mask, logits, torch.finfo(logits.dtype).min)
+    return logits + attention_mask.to(logits.dtype)
+
+
+def quantum_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    is_causal: bool | None = None,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eager attention plus the circuit term; signature and outputs of transformers' ``eager_attention_forward``.
+
+    If ``module`` has a :data:`~hf_superpositional.naming.QUANTUM_MODULE_NAME` child (a
+    :class:`~hf_superpositional.modeling.QuantumCircuitParameters`), ``gate * Phi(x)`` is added to the logits
+    in float32; a module without one (a layer left out by ``QuantumAttentionConfig.layers``) computes plain
+    eager attention. The softmax runs in float32, dropout only in training mode.
+
+    Args:
+        module: the attention module (reads ``num_key_value_groups``, ``training``, ``is_causal``).
+        query: ``[batch, heads, q_len, head_dim]``.
+        key, value: ``[batch, kv_heads, kv_len, head_dim]`` (GQA: repeated to ``heads``).
+        attention_mask: ``None`` (causal for a causal module with ``q_len > 1``, as SDPA), a boolean mask
+            (``True`` = attend) or an additive float mask, broadcastable to ``[batch, heads, q_len, kv_len]``.
+        scaling: softmax scale; ``head_dim ** -0.5`` if ``None``.
+        dropout: attention-probability dropout, applied only when ``module.training``.
+        is_causal: overrides ``module.is_causal`` for a ``None`` mask.
+
+    Returns:
+        ``(attn_output [batch, q_len, heads, head_dim], attn_weights [batch, heads, q_len, kv_len])``.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> module = nn.Module(); module.num_key_value_groups = 1; module.is_causal = True
+        >>> q = k = v = torch.randn(1, 2, 5, 8)
+        >>> out, weights = quantum_attention_forward(module, q, k, v, None, scaling=8**-0.5)
+        >>> out.shape, bool(weights[0, 0, 0, 1:].eq(0).all())  # no circuit attached: causal eager attention
+        (torch.Size([1, 5, 2, 8]), True)
+    """
+    if scaling is None:
+        scaling = query.shape[-1] ** -0.5
+    n_rep = getattr(module, "num_key_value_groups", 1)
+    key_states = repeat_kv(key, n_rep)
+    value_states = repeat_kv(value, n_rep)
+
+    attn_weights = torch.matmul(query, key_states.transpose(2, 3)) * scaling
+    circuit = getattr(module, QUANTUM_MODULE_NAME, None)
+    if circuit is not None:
+        # Called as a module (not via .coefficients()) so hooks and PEFT's ModulesToSaveWrapper dispatch.
+        attn_weights = circuit(attn_weights, scaling)
+    causal = _resolve_is_causal(module, query.shape[2], attention_mask, is_causal)
+    attn_weights = apply_attention_mask(attn_weights, attention_mask, causal)
+
+    attn_weights = nn.functional.softmax(attn_weights, dim=-1, dtype=torch.float32).to(query.dtype)
+    attn_weights = nn.functional.dropout(attn_weights, p=dropout, training=module.training)
+    attn_output = torch.matmul(attn_weights, value_states)
+    attn_output = attn_output.transpose(1, 2).contiguous()
+    return attn_output, attn_weights
+
+
+def circuit_score_mod(
+    cos_coefficients: torch.Tensor,
+    sin_coefficients: torch.Tensor,
+    gate: torch.Tensor,
+    omega: float,
+    score_mask: torch.Tensor | None = None,
+) -> Callable:
+    """A FlexAttention ``score_mod`` adding ``gate[h] * Phi(score)`` to each score.
+
+    ``Phi(x) = sum_j a_j cos(j w x) + b_j sin(j w x)`` is evaluated with the angle-addition recurrence from a
+    single ``cos``/``sin`` per score (O(K) multiply-adds), the same polynomial the dense path evaluates.
+
+    Args:
+        cos_coefficients, sin_coefficients: ``[heads, K+1]`` (float32), the ``a_j`` and ``b_j``.
+        gate: ``[heads]`` (at least 1-D: FlexAttention cannot capture a learnable 0-D tensor).
+        omega: angular frequency times the score-to-input scale (``1/scaling`` for ``score_input="raw"``).
+        score_mask: optional 4-D boolean/float mask ``[batch, 1, q_len, kv_len]`` applied inside.
+
+    Example:
+        >>> import torch
+        >>> mod = circuit_score_mod(torch.ones(1, 2), torch.zeros(1, 2), torch.ones(1), omega=1.0)
+        >>> float(mod(torch.tensor(0.0), 0, torch.tensor(0), 0, 0))  # 0 + 1 * (1 + cos 0)
+        2.0
+    """
+    num_terms = cos_coefficients.shape[-1]
+
+    def score_mod(score, batch_idx, head_idx, q_idx, kv_idx):
+        x = score.to(torch.float32) * omega
+        c1, s1 = torch.cos(x), torch.sin(x)
+        phi = cos_coefficients[head_idx, 0]
+        cj, sj = c1, s1
+        for j in range(1, num_terms):
+            phi = phi + cos_coefficients[head_idx, j] * cj + sin_coefficients[head_idx, j] * sj
+            if j + 1 < num_terms:
+                cj, sj = cj * c1 - sj * s1, sj * c1 + cj * s1
+        out = score + gate[head_idx] * phi
+        if score_mask is not None:
+            mask_value = score_mask[batch_idx, 0, q_idx, kv_idx]
+            if score_mask.dtype == torch.bool:
+                out = torch.where(mask_value, out, -float("inf"))
+            else:
+                out = out + mask_value
+        return out
+
+    return score_mod
+
+
+def quantum_flex_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    is_causal: bool | None = None,
+    **kwargs,
+) -> tuple[torch.Tensor, None]:
+    """Quantum attention through FlexAttention (``attn_implementation="quantum_flex"``).
+
+    Same maths as :func:`quantum_attention_forward` (the circuit coefficients are computed once per call and
+    captured by the ``score_mod``), but fused: the ``[B, H, L, L]`` logits are never stored. Training needs
+    CUDA (torch 2.13 has no FlexAttention backward on CPU). No attention dropout, no attention weights.
+
+    Args:
+        module, query, key, value, scaling, is_causal: as :func:`quantum_attention_forward`.
+        attention_mask: a ``BlockMask`` (what the registered ``"quantum_flex"`` mask builder returns), a 4-D
+            tensor mask, or ``None`` (causal for a causal module with ``q_len > 1``).
+        dropout: must be 0 (FlexAttention has no dropout).
+
+    Returns:
+        ``(attn_output [batch, q_len, heads, head_dim], None)``.
+
+    Raises:
+        ValueError: for ``dropout > 0`` in training mode.
+    """
+    from torch.nn.attention.flex_attention import BlockMask, create_block_mask
+    from transformers.integrations.flex_attention import compile_friendly_flex_attention
+
+    if dropout > 0 and module.training:
+        raise ValueError(
+            "`quantum_flex` attention has no dropout (FlexAttention); set the model's attention_dropout to 0 "
+            "or use attn_implementation='quantum'."
+        )
+    if scaling is None:
+        scaling = query.shape[-1] ** -0.5
+    batch, num_heads, q_len, _ = query.shape
+    kv_len = key.shape[-2]
+
+    block_mask = attention_mask if isinstance(attention_mask, BlockMask) else None
+    score_mask = attention_mask if isinstance(attention_mask, torch.Tensor) else None
+    if block_mask is None and _resolve_is_causal(module, q_len, attention_mask, is_causal):
+        block_mask = create_block_mask(
+            lambda b, h, q_idx, kv_idx: kv_idx <= q_idx, None, None, q_len, kv_len, device=query.device
+        )
+    if score_mask is not None:
+        score_mask = score_mask[..., :kv_len]
+
+    circuit = getattr(module, QUANTUM_MODULE_NAME, None)
+    if circuit is not None:
+        coefficients = circuit.coefficients(torch.float32)
+        if coefficients.dim() == 2:
+            coefficients = coefficients.unsqueeze(0).expand(num_heads, *coefficients.shape)
+        # Contiguous copies: Inductor's CPU FlexAttention template rejects captured stride-0 (expanded) views.
+        cos_coefficients = coefficients[:, 0].contiguous()
+        sin_coefficients = coefficients[:, 1].contiguous()
+        gate = circuit.gate.to(torch.float32).expand(num_heads).contiguous()
+        omega = circuit.omega * circuit.input_scale(scaling)
+        score_mod = circuit_score_mod(cos_coefficients, sin_coefficients, gate, omega, score_mask)
+    elif score_mask is not None:
+        zeros = query.new_zeros(num_heads, 1, dtype=torch.float32)
+        score_mod = circuit_score_mod(zeros, zeros, zeros[:, 0], 1.0, score_mask)
+    else:
+        score_mod = None
+
+    # FlexAttention's GQA needs a power-of-two head count (as in transformers' flex integration).
+    enable_gqa = key.shape[1] != num_heads
+    if enable_gqa and (num_heads & (num_heads - 1)) != 0:
+        key = repeat_kv(key, num_heads // key.shape[1])
+        value = repeat_kv(value, num_heads // value.shape[1])
+        enable_gqa = False
+
+    attn_output = compile_friendly_flex_attention(
+        query,
+        key,
+        value,
+        score_mod=score_mod,
+        block_mask=block_mask,
+        enable_gqa=enable_gqa,
+        scale=scaling,
+        kernel_options=kwargs.get("kernel_options"),
+        training=module.training,
+    )
+    return attn_output.transpose(1, 2).contiguous(), None
+
+
+def quantum_attention_mask(*args, **kwargs):
+    """Mask builder registered under ``"quantum"``: transformers' ``sdpa_mask`` (boolean, or ``None``).
+
+    ``None`` comes back for an unpadded causal batch (and for a single decoding query);
+    :func:`quantum_attention_forward` then applies the causal rule itself, exactly as SDPA's ``is_causal``.
+    Skipping the mask saves building an ``[B, 1, L, L]`` tensor on every forward.
+    """
+    return sdpa_mask(*args, **kwargs)
+
+
+def register_quantum_attention() -> None:
+    """Register ``"quantum"`` and ``"quantum_flex"`` (attention and mask functions) and the loading hooks.
+
+    Idempotent; called by ``import hf_superpositional``. Afterwards ``model.set_attn_implementation("quantum")``
+    and ``from_pretrained(..., attn_implementation="quantum")`` are valid, and a checkpoint saved by a patched
+    model restores its circuits on ``from_pretrained`` (see :mod:`hf_superpositional.patch`).
+
+    Example:
+        >>> from transformers import AttentionInterface
+        >>> register_quantum_attention()
+        >>> "quantum" in AttentionInterface() and "quantum_flex" in AttentionInterface()
+        True
+    """
+    AttentionInterface.register(QUANTUM_ATTENTION, quantum_attention_forward)
+    AttentionMaskInterface.register(QUANTUM_ATTENTION, quantum_attention_mask)
+    AttentionInterface.register(QUANTUM_FLEX_ATTENTION, quantum_flex_attention_forward)
+    AttentionMaskInterface.register(QUANTUM_FLEX_ATTENTION, flex_attention_mask)
+
+    from .patch import install_loading_hooks  # patch imports this module: import here to avoid a cycle
+
+    install_loading_hooks()

@@ -1,0 +1,154 @@
+"""Seconds per attention score of the circuit term: our Fourier evaluation against running the circuit in Qiskit.
+
+One circuit (4 qubits, depth 2, so K = 8; per-head angles; ``readout="expval_z"`` by default), evaluated at
+attention scores by:
+
+- ``fourier eager`` / ``fourier compiled``: :func:`add_circuit_term` over a ``[4, 4, 256, 256]`` score tensor
+  (1M scores), forward only and forward + backward, with the chunked eager kernel and the
+  ``torch.compile``-fused one (compiled once before timing; compile time printed separately);
+- ``qiskit Statevector``: one bound circuit and ``Statevector(...).expectation_value(sum_k Z_k)`` per score,
+  on ``--qiskit-scores`` scores;
+- ``qiskit Aer``: ``AerSimulator(method="statevector")``, all ``--aer-scores`` scores bound in one run.
+
+Each time is the best of ``--repeats`` runs (the machine may be shared), divided by the number of scores;
+``--clock process`` measures CPU time instead of elapsed time (steadier under contention with ``--threads 1``).
+The ratio column is each path's time per score over ``fourier compiled`` forward measured in the same run.
+Before timing, the Fourier values are checked against the Qiskit values at the same scores.
+
+Usage:
+    python recipes/benchmarks/bench_circuit.py [--repeats 5] [--readout expval_z] [--skip-compiled] [--threads N]
+        [--clock wall|process]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import numpy as np
+import torch
+
+from hf_superpositional.circuits import qiskit_readout
+from hf_superpositional.functional.fourier import add_circuit_term, fourier_coefficients, readout_frequency
+
+CLOCKS = {"wall": time.perf_counter, "process": time.process_time}
+
+
+def best_time(fn, repeats: int, clock=time.perf_counter) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = clock()
+        fn()
+        times.append(clock() - start)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--readout", default="expval_z", choices=["expval_z", "amplitude"])
+    parser.add_argument("--n-qubits", type=int, default=4)
+    parser.add_argument("--depth", type=int, default=2)
+    parser.add_argument(
+        "--shape", type=int, nargs=4, default=[4, 4, 256, 256], metavar=("B", "H", "LQ", "LK")
+    )
+    parser.add_argument("--qiskit-scores", type=int, default=200)
+    parser.add_argument("--aer-scores", type=int, default=1000)
+    parser.add_argument("--skip-compiled", action="store_true", help="time only the eager kernel")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument(
+        "--clock",
+        default="wall",
+        choices=sorted(CLOCKS),
+        help="wall: elapsed time; process: this process's CPU time (sums threads; steadier on a shared "
+        "machine with --threads 1)",
+    )
+    args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+
+    clock = CLOCKS[args.clock]
+    torch.manual_seed(0)
+    heads = args.shape[1]
+    generator = torch.Generator().manual_seed(0)
+    ry = (torch.rand(heads, args.depth, args.n_qubits, generator=generator) * 2 - 1) * math.pi
+    rz = (torch.rand(heads, args.depth, args.n_qubits, generator=generator) * 2 - 1) * math.pi
+    coefficients = fourier_coefficients(ry, rz, args.readout).requires_grad_()
+    gate = torch.ones(heads, requires_grad=True)
+    omega = readout_frequency(args.readout)
+    logits = (torch.randn(*args.shape, generator=generator) * 3).requires_grad_()
+    grad = torch.randn(*args.shape, generator=generator)
+    n_scores = logits.numel()
+
+    # Correctness first: Fourier values against Qiskit Statevector at a few scores of head 0.
+    sample = logits.detach()[0, 0].flatten()[: args.qiskit_scores]
+    with torch.no_grad():
+        ours = (add_circuit_term(logits, coefficients, gate, omega=omega) - logits)[0, 0].flatten()[
+            : args.qiskit_scores
+        ]
+    reference = qiskit_readout(sample.double().numpy(), ry[0].double(), rz[0].double(), args.readout)
+    max_error = float(np.abs(ours.double().numpy() - reference).max())
+
+    rows: list[tuple[str, float]] = []
+    kernels = ["eager"] if args.skip_compiled else ["eager", "compiled"]
+    compile_seconds = None
+    for kernel in kernels:
+        if kernel == "compiled":
+            start = time.perf_counter()
+            out = add_circuit_term(logits, coefficients, gate, omega=omega, kernel=kernel)
+            out.backward(grad)
+            compile_seconds = time.perf_counter() - start
+
+        def forward(kernel=kernel):
+            with torch.no_grad():
+                add_circuit_term(logits, coefficients, gate, omega=omega, kernel=kernel)
+
+        def forward_backward(kernel=kernel):
+            out = add_circuit_term(logits, coefficients, gate, omega=omega, kernel=kernel)
+            torch.autograd.grad(out, (logits, coefficients, gate), grad)
+
+        rows.append((f"fourier {kernel}, forward", best_time(forward, args.repeats, clock) / n_scores))
+        rows.append(
+            (
+                f"fourier {kernel}, forward + backward",
+                best_time(forward_backward, args.repeats, clock) / n_scores,
+            )
+        )
+
+    xs = sample.double().numpy()
+    ry0, rz0 = ry[0].double(), rz[0].double()
+    statevector = best_time(
+        lambda: qiskit_readout(xs, ry0, rz0, args.readout, backend="statevector"),
+        max(1, args.repeats // 2),
+        clock,
+    )
+    rows.append(("qiskit Statevector (one bound circuit per score)", statevector / len(xs)))
+    aer_xs = logits.detach()[0, 0].flatten()[: args.aer_scores].double().numpy()
+    aer = best_time(
+        lambda: qiskit_readout(aer_xs, ry0, rz0, args.readout, backend="aer"),
+        max(1, args.repeats // 2),
+        clock,
+    )
+    rows.append(("qiskit Aer (batched binds, one run)", aer / len(aer_xs)))
+
+    baseline_name = f"fourier {kernels[-1]}, forward"
+    baseline = dict(rows)[baseline_name]
+    print(
+        f"circuit: {args.n_qubits} qubits, depth {args.depth} (K = {args.n_qubits * args.depth}), readout "
+        f"{args.readout}; scores {tuple(args.shape)} = {n_scores}; torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, {args.clock} clock"
+    )
+    print(f"max |Phi_fourier - Phi_qiskit| over {len(xs)} scores: {max_error:.2e}")
+    if compile_seconds is not None:
+        print(f"first compiled call (compilation, forward + backward): {compile_seconds:.1f} s")
+    print()
+    print(f"| path | seconds per score | ratio to {baseline_name} |")
+    print("| --- | ---: | ---: |")
+    for name, seconds in rows:
+        print(f"| {name} | {seconds:.3e} | {seconds / baseline:,.1f}x |")
+
+
+if __name__ == "__main__":
+    main()

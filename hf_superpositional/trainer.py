@@ -156,6 +156,23 @@ class SuperpositionalTrainer(Trainer):
             model = self._apply_quantum_attention(model)
         return model
 
+    # ---- resuming (checkpoint validation: hf_superpositional.checkpoint) ----
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, *args: Any, **kwargs: Any) -> Any:
+        """``Trainer.train``, after checking the checkpoint it resumes from.
+
+        ``resume_from_checkpoint=True`` picks the newest checkpoint that was completely written (skipping, with a
+        warning, one left half-written by a killed run). The folder is checked with
+        :func:`hf_superpositional.checkpoint.validate_checkpoint` against this model and optimizer arguments: a
+        missing or truncated ``optimizer.pt``/``scheduler.pt``, a weights file cut short, or a quantum config
+        that does not match the weights or the model raises ``CheckpointError`` naming the file and the
+        mismatch, where the stock Trainer would resume with silently re-initialised state.
+        """
+        from .checkpoint import validate_resume_checkpoint
+
+        resume_from_checkpoint = validate_resume_checkpoint(self, resume_from_checkpoint)
+        return super().train(resume_from_checkpoint, *args, **kwargs)
+
     # ---- which parameters are "quantum" ----
 
     def is_quantum_parameter(self, name: str, param: nn.Parameter) -> bool:

@@ -1,0 +1,424 @@
+"""Bad input, everywhere: every public entry point x the bad inputs tried x the error each gives.
+
+Each case below is one row of the table in ``tests/README.md`` and one test (its id is the row's test id):
+
+- ``test_python_entry_point_rejects`` -- the optimizer, ``optim_args`` (parsed, and through ``TrainingArguments``
+  and the Trainer), ``QuantumAttentionConfig``, ``apply_quantum_attention``, the data loaders: the exception
+  type and a message naming the argument (and the allowed values) are asserted;
+- ``test_recipe_command_line_rejects`` (slow) -- every recipe's command line and YAML config; all cases run in
+  ONE process (``tests/dist_scripts/recipe_bad_inputs.py``, each exactly as from its command line), and the
+  exit status and the message are asserted;
+- ``test_readme_table_lists_every_case`` -- the README table and these cases agree row for row (rows that
+  point at tests in other files -- checkpoints, non-finite gradients -- must name a test that exists).
+
+Regenerate the table after adding a case with ``python tests/test_bad_inputs.py``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+README = REPO / "tests" / "README.md"
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One row: ``call(tmp_path)`` must raise ``error`` with a message matching ``match``."""
+
+    id: str
+    entry: str
+    bad: str
+    error: type[BaseException]
+    match: str
+    call: Callable[[Path], object]
+    shown: str = ""  # the message as the table shows it (default: ``match`` without regex escapes)
+
+
+def _param():
+    return [torch.nn.Parameter(torch.zeros(3))]
+
+
+def _optimizer(**kwargs):
+    from hf_superpositional.optim import SuperpositionalAdamW
+
+    return lambda _tmp: SuperpositionalAdamW(_param(), **kwargs)
+
+
+def _group(**override):
+    from hf_superpositional.optim import SuperpositionalAdamW
+
+    return lambda _tmp: SuperpositionalAdamW([{"params": _param(), **override}])
+
+
+def _sparse_step(_tmp):
+    from hf_superpositional.optim import SuperpositionalAdamW
+
+    embedding = torch.nn.Embedding(5, 2, sparse=True)
+    optimizer = SuperpositionalAdamW(embedding.parameters())
+    embedding(torch.tensor([1])).sum().backward()
+    optimizer.step()
+
+
+def _optim_args(text):
+    from hf_superpositional.optim_args import parse_optim_args
+
+    return lambda _tmp: parse_optim_args(text)
+
+
+def _trainer_optimizer(optim, optim_args):
+    """TrainingArguments accept the string; the Trainer builds (and so validates) the optimizer."""
+
+    def call(tmp):
+        from transformers import TrainingArguments
+
+        from hf_superpositional.trainer import SuperpositionalTrainer
+        from tests.tiny_models import tiny_llama
+
+        args = TrainingArguments(
+            str(tmp / "out"), optim=optim, optim_args=optim_args, report_to="none", use_cpu=True
+        )
+        SuperpositionalTrainer(model=tiny_llama(), args=args).create_optimizer()
+
+    return call
+
+
+def _training_arguments(**kwargs):
+    def call(tmp):
+        from transformers import TrainingArguments
+
+        from hf_superpositional.integration import superpositional_optimizer_cls_and_kwargs
+
+        superpositional_optimizer_cls_and_kwargs(
+            TrainingArguments(str(tmp / "out"), report_to="none", **kwargs)
+        )
+
+    return call
+
+
+def _qconfig(**kwargs):
+    from hf_superpositional.config import QuantumAttentionConfig
+
+    return lambda _tmp: QuantumAttentionConfig(**kwargs)
+
+
+def _from_dict(data):
+    from hf_superpositional.config import QuantumAttentionConfig
+
+    return lambda _tmp: QuantumAttentionConfig.from_dict(data)
+
+
+def _apply(model_fn, **kwargs):
+    def call(_tmp):
+        from hf_superpositional.patch import apply_quantum_attention
+
+        return apply_quantum_attention(model_fn(), **kwargs)
+
+    return call
+
+
+def _tiny_llama():
+    from tests.tiny_models import tiny_llama
+
+    return tiny_llama()
+
+
+def _tiny_gpt2():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    return GPT2LMHeadModel(
+        GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=64, bos_token_id=0, eos_token_id=0)
+    )
+
+
+def _patched_twice():
+    from hf_superpositional.patch import apply_quantum_attention
+
+    return apply_quantum_attention(_tiny_llama(), n_qubits=2)
+
+
+def _gsm8k_file(content: str | None, name: str = "data.jsonl", **kwargs):
+    def call(tmp):
+        from hf_superpositional.gsm8k import load_gsm8k
+
+        path = tmp / name
+        if content is not None:
+            path.write_text(content)
+        return load_gsm8k(data_file=path, **kwargs)
+
+    return call
+
+
+def _bundled(split="train", **kwargs):
+    from hf_superpositional.gsm8k import load_gsm8k
+
+    return lambda _tmp: load_gsm8k("bundled", split, **kwargs)
+
+
+def _task_config(**kwargs):
+    from hf_superpositional.synthetic import DirectionTaskConfig
+
+    return lambda _tmp: DirectionTaskConfig(**kwargs)
+
+
+def _task(num_examples=4, seed=0, split="train"):
+    from hf_superpositional.synthetic import generate_direction_task
+
+    return lambda _tmp: generate_direction_task(num_examples, seed=seed, split=split)
+
+
+OPT = "`SuperpositionalAdamW(params, ...)`"
+OPT_GROUP = "`SuperpositionalAdamW([{param group}])`"
+ARGS = "`parse_optim_args(optim_args)`"
+TRAINER = "`TrainingArguments(optim=..., optim_args=...)` + `SuperpositionalTrainer`"
+QAC = "`QuantumAttentionConfig(...)`"
+APPLY = "`apply_quantum_attention(model, ...)`"
+DATA = "`load_gsm8k(data_file=...)` (GSM8K JSONL)"
+SYN = "`hf_superpositional.synthetic` (text-classification data)"
+VALID_KEYS = r"Valid keys: quantum_weight, n_qubits, mode, scope"
+
+# fmt: off
+CASES: list[Case] = [
+    # ---- the optimizer
+    Case("optim-negative-lr", OPT, "`lr=-1`", ValueError, r"lr must be a non-negative float \(allowed range: lr >= 0\)", _optimizer(lr=-1)),
+    Case("optim-nan-lr", OPT, "`lr=nan`", ValueError, r"lr must be a non-negative float \(allowed range: lr >= 0\), got nan", _optimizer(lr=math.nan)),
+    Case("optim-lr-tensor-shape", OPT, "`lr=torch.tensor([1e-3, 1e-3])`", ValueError, r"lr must be a non-negative float or a 1-element tensor", _optimizer(lr=torch.tensor([1e-3, 1e-3]))),
+    Case("optim-negative-eps", OPT, "`eps=-1e-8`", ValueError, r"eps must be a non-negative float \(allowed range: eps >= 0\)", _optimizer(eps=-1e-8)),
+    Case("optim-negative-weight-decay", OPT, "`weight_decay=-0.1`", ValueError, r"weight_decay must be a non-negative float", _optimizer(weight_decay=-0.1)),
+    Case("optim-negative-quantum-weight", OPT, "`quantum_weight=-0.5`", ValueError, r"quantum_weight must be a non-negative float \(allowed range: quantum_weight >= 0\)", _optimizer(quantum_weight=-0.5)),
+    Case("optim-beta-one", OPT, "`betas=(1.0, 0.999)`", ValueError, r"betas\[0\] must be in \[0, 1\), got 1.0", _optimizer(betas=(1.0, 0.999))),
+    Case("optim-betas-length", OPT, "`betas=(0.9,)`", ValueError, r"betas must be a pair \(beta1, beta2\) with each in \[0, 1\)", _optimizer(betas=(0.9,))),
+    Case("optim-n-qubits-zero", OPT, "`n_qubits=0`", ValueError, r"n_qubits must be an int >= 1, got 0", _optimizer(n_qubits=0)),
+    Case("optim-n-qubits-float", OPT, "`n_qubits=2.5`", ValueError, r"n_qubits must be an int >= 1, got 2.5", _optimizer(n_qubits=2.5)),
+    Case("optim-mode", OPT, "`mode='sideways'`", ValueError, r"mode must be one of \('update', 'moment'\)", _optimizer(mode="sideways")),
+    Case("optim-scope", OPT, "`scope='some'`", ValueError, r"scope must be one of \('first_n', 'all'\)", _optimizer(scope="some")),
+    Case("optim-backend", OPT, "`perturbation_backend='gpu'`", ValueError, r"perturbation_backend must be one of \('analytic', 'qiskit', 'aer'\)", _optimizer(perturbation_backend="gpu")),
+    Case("optim-foreach-and-fused", OPT, "`foreach=True, fused=True`", ValueError, r"foreach=True and fused=True cannot be used together", _optimizer(foreach=True, fused=True)),
+    Case("optim-group-n-qubits", OPT_GROUP, "`{'n_qubits': -1}`", ValueError, r"n_qubits must be an int >= 1, got -1", _group(n_qubits=-1)),
+    Case("optim-group-amsgrad", OPT_GROUP, "`{'amsgrad': True}`", ValueError, r"amsgrad=True is not supported by SuperpositionalAdamW \(allowed: False\)", _group(amsgrad=True)),
+    Case("optim-sparse-grad", "`SuperpositionalAdamW.step()`", "sparse gradient (`nn.Embedding(sparse=True)`)", RuntimeError, r"does not support sparse gradients", _sparse_step),
+    # ---- optim_args
+    Case("optim-args-malformed", ARGS, "`'quantum_weight'` (no `=`)", ValueError, rf"malformed piece 'quantum_weight'.*{VALID_KEYS}", _optim_args("quantum_weight")),
+    Case("optim-args-unknown-key", ARGS, "`'bogus=1'`", ValueError, rf"unknown key 'bogus'.*{VALID_KEYS}", _optim_args("bogus=1")),
+    Case("optim-args-adam-key", ARGS, "`'lr=0.1'`", ValueError, r"unknown key 'lr'.*lr, betas, eps and weight_decay come from TrainingArguments", _optim_args("lr=0.1")),
+    Case("optim-args-bad-int", ARGS, "`'n_qubits=abc'`", ValueError, r"bad value in 'n_qubits=abc': n_qubits must be an integer", _optim_args("n_qubits=abc")),
+    Case("optim-args-nan", ARGS, "`'quantum_weight=nan'`", ValueError, r"quantum_weight must be a finite number, got 'nan'", _optim_args("quantum_weight=nan")),
+    Case("optim-args-choice", ARGS, "`'mode=sideways'`", ValueError, r"mode must be one of \['update', 'moment'\], got 'sideways'", _optim_args("mode=sideways")),
+    Case("optim-args-bool", ARGS, "`'fused=maybe'`", ValueError, r"fused must be true or false or none, got 'maybe'", _optim_args("fused=maybe")),
+    Case("optim-args-repeated", ARGS, "`'quantum_weight=0.5,quantum_weight=0.1'`", ValueError, r"key 'quantum_weight' is given twice", _optim_args("quantum_weight=0.5,quantum_weight=0.1")),
+    Case("trainer-optim-args-unknown", TRAINER, "`optim_args='bogus=1'` (raised when the Trainer builds the optimizer)", ValueError, rf"unknown key 'bogus'.*{VALID_KEYS}", _trainer_optimizer("superpositional_adamw", "bogus=1")),
+    Case("trainer-optim-args-negative", TRAINER, "`optim_args='quantum_weight=-1'`", ValueError, r"quantum_weight must be a non-negative float", _trainer_optimizer("superpositional_adamw", "quantum_weight=-1")),
+    Case("trainer-moment-mode-conflict", TRAINER, "`optim='quantum_moment_adamw', optim_args='mode=update'`", ValueError, r"optim='quantum_moment_adamw' always uses mode='moment', but mode='update' was given", _training_arguments(optim="quantum_moment_adamw", optim_args="mode=update")),
+    Case("trainer-optim-name-typo", TRAINER, "`optim='superpositional_adamx'`", ValueError, r"superpositional_adamx is not a valid OptimizerNames, please select one of \[.*'superpositional_adamw', 'quantum_moment_adamw'\]", _training_arguments(optim="superpositional_adamx")),
+    # ---- QuantumAttentionConfig
+    Case("qconfig-n-qubits-zero", QAC, "`n_qubits=0`", ValueError, r"`n_qubits` must be an integer >= 1, got 0", _qconfig(n_qubits=0)),
+    Case("qconfig-n-qubits-string", QAC, "`n_qubits='4'`", ValueError, r"`n_qubits` must be an integer >= 1, got '4'", _qconfig(n_qubits="4")),
+    Case("qconfig-depth-zero", QAC, "`depth=0`", ValueError, r"`depth` must be an integer >= 1, got 0", _qconfig(depth=0)),
+    Case("qconfig-readout", QAC, "`readout='x'`", ValueError, r"`readout` must be one of \['expval_z', 'amplitude'\]", _qconfig(readout="x")),
+    Case("qconfig-score-input", QAC, "`score_input='x'`", ValueError, r"`score_input` must be one of \['logit', 'raw'\]", _qconfig(score_input="x")),
+    Case("qconfig-gate-nan", QAC, "`gate_init=nan`", ValueError, r"`gate_init` must be a finite number, got nan", _qconfig(gate_init=math.nan)),
+    Case("qconfig-gate-string", QAC, "`gate_init='1'`", ValueError, r"`gate_init` must be a finite number, got '1'", _qconfig(gate_init="1")),
+    Case("qconfig-per-head", QAC, "`per_head='yes'`", ValueError, r"`per_head` must be True or False, got 'yes'", _qconfig(per_head="yes")),
+    Case("qconfig-backend", QAC, "`circuit_backend='qiskit'`", ValueError, r"`circuit_backend` must be one of \['torch', 'aer'\]", _qconfig(circuit_backend="qiskit")),
+    Case("qconfig-attn", QAC, "`attn_implementation='sdpa'`", ValueError, r"`attn_implementation` must be one of \['quantum', 'quantum_flex'\]", _qconfig(attn_implementation="sdpa")),
+    Case("qconfig-layers-empty", QAC, "`layers=[]`", ValueError, r"`layers` must be None \(all layers\) or a non-empty list of layer indices >= 0", _qconfig(layers=[])),
+    Case("qconfig-layers-negative", QAC, "`layers=[-1]`", ValueError, r"`layers` must be None \(all layers\) or a non-empty list of layer indices >= 0, got \[-1\]", _qconfig(layers=[-1])),
+    Case("qconfig-layers-repeated", QAC, "`layers=[0, 0]`", ValueError, r"`layers` must not repeat an index", _qconfig(layers=[0, 0])),
+    Case("qconfig-init-seed", QAC, "`init_seed=-1`", ValueError, r"`init_seed` must be an integer >= 0, got -1", _qconfig(init_seed=-1)),
+    Case("qconfig-from-dict-unknown", "`QuantumAttentionConfig.from_dict(d)`", "`{'n_qubit': 4}` (typo)", ValueError, r"Unknown QuantumAttentionConfig keys \['n_qubit'\]; valid keys are \['n_qubits'", _from_dict({"n_qubit": 4})),
+    Case("qconfig-from-dict-type", "`QuantumAttentionConfig.from_dict(d)`", "a list instead of a mapping", ValueError, r"`data` must be a mapping or a QuantumAttentionConfig, got list", _from_dict([("n_qubits", 4)])),
+    # ---- apply_quantum_attention
+    Case("apply-unsupported-model", APPLY, "a GPT-2 model", ValueError, r"Quantum attention supports model_type in \['llama', 'mistral', 'qwen2'\]; got 'gpt2'", _apply(_tiny_gpt2)),
+    Case("apply-not-a-model", APPLY, "`nn.Linear(2, 2)`", ValueError, r"supports model_type in \['llama', 'mistral', 'qwen2'\]; got None \(Linear\)", _apply(lambda: torch.nn.Linear(2, 2))),
+    Case("apply-layer-out-of-range", APPLY, "`layers=[5]` on a 2-layer model", ValueError, r"`layers` must hold indices in \[0, 1\], got \[5\]", _apply(_tiny_llama, layers=[5])),
+    Case("apply-unknown-override", APPLY, "`n_qubit=3` (typo)", ValueError, r"Unknown QuantumAttentionConfig keys \['n_qubit'\]; valid keys are", _apply(_tiny_llama, n_qubit=3)),
+    Case("apply-different-config", APPLY, "a model already patched with another config", ValueError, r"already patched with .*call remove_quantum_attention\(model\) before", _apply(_patched_twice, n_qubits=3)),
+    # ---- data files
+    Case("data-missing-file", DATA, "a path that does not exist", FileNotFoundError, r"GSM8K data file not found: .*missing\.jsonl", _gsm8k_file(None, "missing.jsonl")),
+    Case("data-malformed-json", DATA, "a line that is not JSON", ValueError, r"data\.jsonl:1: not valid JSON", _gsm8k_file("not json\n")),
+    Case("data-missing-field", DATA, "a row without `answer`", ValueError, r"data\.jsonl:1: each row needs string fields 'question' and 'answer'", _gsm8k_file('{"question": "q"}\n')),
+    Case("data-empty", DATA, "an empty file", ValueError, r"data\.jsonl: no GSM8K rows \(the split is empty\)", _gsm8k_file("")),
+    Case("data-bundled-split", "`load_gsm8k('bundled', split)`", "`split='validation'`", ValueError, r"split must be one of \['test', 'train'\], got 'validation'", _bundled("validation")),
+    Case("data-max-samples", "`load_gsm8k(..., max_samples=...)`", "`max_samples=0`", ValueError, r"max_samples must be None or an integer >= 1, got 0", _bundled("test", max_samples=0)),
+    Case("synthetic-seq-len", SYN, "`DirectionTaskConfig(seq_len=2)`", ValueError, r"`seq_len` must be an integer >= 3, got 2", _task_config(seq_len=2)),
+    Case("synthetic-follow-prob", SYN, "`DirectionTaskConfig(follow_prob=0)`", ValueError, r"`follow_prob` must be in \(0, 1\], got 0", _task_config(follow_prob=0)),
+    Case("synthetic-split", SYN, "`generate_direction_task(..., split='val')`", ValueError, r"`split` must be one of \['test', 'train'\], got 'val'", _task(split="val")),
+    Case("synthetic-num-examples", SYN, "`generate_direction_task(0, ...)`", ValueError, r"`num_examples` must be an integer >= 1, got 0", _task(num_examples=0)),
+]
+# fmt: on
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_python_entry_point_rejects(case, tmp_path):
+    with pytest.raises(case.error, match=case.match):
+        case.call(tmp_path)
+
+
+# --------------------------------------------------------------------------------------------------
+# recipe command lines and configs
+# --------------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class CliCase:
+    """A recipe command line: exits with a status in ``status`` and prints / raises ``match``."""
+
+    id: str
+    entry: str
+    bad: str
+    status: tuple[int, ...]
+    match: str
+    argv: tuple[str, ...]
+    shown: str = ""
+
+
+FT, EV, CMP = "recipes/gsm8k_finetune.py", "recipes/gsm8k_evaluate.py", "recipes/gsm8k_compare.py"
+TINY, TC = "recipes/compare_optimizers_tiny.py", "recipes/text_classification.py"
+TINY_CONFIG = ("--config", "recipes/configs/gsm8k_tiny_offline.yaml", "--output_dir", "{tmp}/out")
+EXIT2 = (2,)
+TRACEBACK = (1,)  # an uncaught exception: Python prints the traceback and exits with status 1
+
+# fmt: off
+CLI_CASES: list[CliCase] = [
+    CliCase("cli-finetune-unknown-flag", FT, "`--bogus_flag 3`", EXIT2, r"unrecognized arguments: --bogus_flag 3", (FT, *TINY_CONFIG, "--bogus_flag", "3")),
+    CliCase("cli-finetune-yaml-unknown-key", FT, "YAML config with an unknown key", EXIT2, r"unknown\.yaml: unknown key\(s\) 'bogus_key'", (FT, "--config", "{tmp}/unknown.yaml", "--output_dir", "{tmp}/out")),
+    CliCase("cli-finetune-yaml-bad-value", FT, "YAML config with `n_qubits: 0`", EXIT2, r"`n_qubits` must be an integer >= 1, got 0", (FT, "--config", "{tmp}/bad_value.yaml", "--output_dir", "{tmp}/out")),
+    CliCase("cli-finetune-missing-config", FT, "`--config nope.yaml`", EXIT2, r"config file not found: .*nope\.yaml", (FT, "--config", "{tmp}/nope.yaml")),
+    CliCase("cli-finetune-missing-data", FT, "`--train_file nope.jsonl`", EXIT2, r"GSM8K data file not found: .*nope\.jsonl", (FT, *TINY_CONFIG, "--train_file", "{tmp}/nope.jsonl")),
+    CliCase("cli-finetune-malformed-data", FT, "`--train_file` with a non-JSON line", EXIT2, r"malformed\.jsonl:1: not valid JSON", (FT, *TINY_CONFIG, "--train_file", "{tmp}/malformed.jsonl")),
+    CliCase("cli-finetune-n-qubits", FT, "`--n_qubits 0`", EXIT2, r"QuantumAttentionConfig: `n_qubits` must be an integer >= 1, got 0", (FT, *TINY_CONFIG, "--n_qubits", "0")),
+    CliCase("cli-finetune-max-length", FT, "`--max_length 0`", EXIT2, r"`max_length` must be None or an integer >= 8, got 0", (FT, *TINY_CONFIG, "--max_length", "0")),
+    CliCase("cli-finetune-optim-typo", FT, "`--optim superpositional_adamx`", EXIT2, r"argument --optim: invalid choice: 'superpositional_adamx'", (FT, *TINY_CONFIG, "--optim", "superpositional_adamx")),
+    CliCase("cli-finetune-optim-args", FT, "`--optim_args bogus=1`", TRACEBACK, rf"ValueError: optim_args: unknown key 'bogus'.*{VALID_KEYS}", (FT, *TINY_CONFIG, "--optim_args", "bogus=1"), shown="ValueError (traceback, exit 1, after the data is loaded and the model built): `optim_args: unknown key 'bogus' ... Valid keys: ...`"),
+    CliCase("cli-evaluate-missing-model", EV, "`--model_path` a folder that does not exist", TRACEBACK, r"OSError: Repo id must be in the form .*nomodel", (EV, "--model_path", "{tmp}/nomodel", "--dataset_name", "bundled"), shown="OSError (traceback, exit 1) from huggingface_hub: `Repo id must be in the form 'repo_name' or 'namespace/repo_name': '<path>'` -- unclear, reported"),
+    CliCase("cli-compare-bad-arm", CMP, "`--arms superpositional_adamw:bogus=1`", EXIT2, rf"optim_args: unknown key 'bogus'.*{VALID_KEYS}", (CMP, *TINY_CONFIG, "--arms", "superpositional_adamw:bogus=1")),
+    CliCase("cli-tiny-max-steps", TINY, "`--max_steps 0`", TRACEBACK, r"ValueError: --max_steps must be >= 1, got 0", (TINY, "--max_steps", "0")),
+    CliCase("cli-tiny-unknown-flag", TINY, "`--bogus_flag 2`", TRACEBACK, r"ValueError: Some specified arguments are not used by the HfArgumentParser: \['--bogus_flag', '2'\]", (TINY, "--bogus_flag", "2")),
+    CliCase("cli-tiny-bad-arm", TINY, "`--arms superpositional_adamw:bogus=1`", TRACEBACK, rf"ValueError: optim_args: unknown key 'bogus'.*{VALID_KEYS}", (TINY, "--max_steps", "1", "--arms", "superpositional_adamw:bogus=1", "--output_dir", "{tmp}/tiny")),
+    CliCase("cli-tc-bad-arm", TC, "`--arms adamw bogus`", TRACEBACK, r"--arms must be a non-empty list from \['adamw', 'quantum_moment_adamw', 'sgd_lambda_0.1', 'sgd_lambda_0.5'\]", (TC, "--arms", "adamw", "bogus")),
+    CliCase("cli-tc-no-baseline", TC, "`--arms sgd_lambda_0.5`", TRACEBACK, r"--arms must include the baseline 'adamw'", (TC, "--arms", "sgd_lambda_0.5")),
+    CliCase("cli-tc-epochs", TC, "`--num_epochs 0`", TRACEBACK, r"--num_epochs must be >= 1, got 0", (TC, "--num_epochs", "0")),
+    CliCase("cli-tc-follow-prob", TC, "`--follow_prob 2`", TRACEBACK, r"`follow_prob` must be in \(0, 1\], got 2", (TC, "--follow_prob", "2")),
+    CliCase("cli-tc-missing-config", TC, "`--config nope.yaml`", TRACEBACK, r"FileNotFoundError: --config: no such file .*nope\.yaml", (TC, "--config", "{tmp}/nope.yaml")),
+    CliCase("cli-tc-yaml-unknown-key", TC, "YAML config with an unknown key", TRACEBACK, r"ValueError: Some keys are not used by the HfArgumentParser: \['bogus_key'\]", (TC, "--config", "{tmp}/unknown.yaml"), shown="ValueError (traceback, exit 1): `Some keys are not used by the HfArgumentParser: ['bogus_key']` -- does not name the YAML file, reported"),
+    CliCase("cli-tc-unknown-flag", TC, "`--bogus_flag 2`", TRACEBACK, r"ValueError: Some specified arguments are not used by the HfArgumentParser: \['--bogus_flag', '2'\]", (TC, "--bogus_flag", "2")),
+]
+# fmt: on
+
+
+@pytest.fixture(scope="module")
+def cli_results(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cli")
+    (tmp / "unknown.yaml").write_text("bogus_key: 1\n")
+    (tmp / "bad_value.yaml").write_text(
+        (REPO / "recipes" / "configs" / "gsm8k_tiny_offline.yaml")
+        .read_text()
+        .replace("n_qubits: 4", "n_qubits: 0")
+    )
+    (tmp / "malformed.jsonl").write_text("not json\n")
+    cases = {
+        c.id: {"script": c.argv[0], "argv": [a.replace("{tmp}", str(tmp)) for a in c.argv[1:]]}
+        for c in CLI_CASES
+    }
+    (tmp / "cases.json").write_text(json.dumps(cases))
+    env = dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    script = REPO / "tests" / "dist_scripts" / "recipe_bad_inputs.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), str(tmp / "cases.json"), str(tmp / "results.json")],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads((tmp / "results.json").read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", CLI_CASES, ids=[c.id for c in CLI_CASES])
+def test_recipe_command_line_rejects(case, cli_results):
+    result = cli_results[case.id]
+    text = (result["exception"] or "") + "\n" + result["stderr"]
+    assert result["status"] in case.status, text[-2000:]
+    assert re.search(case.match, text, re.S), text[-2000:]
+
+
+# --------------------------------------------------------------------------------------------------
+# the README table
+# --------------------------------------------------------------------------------------------------
+# Rows whose test lives in another module: (entry, bad input, error, test id).
+CKPT = "`validate_checkpoint(folder, model)` / `SuperpositionalTrainer.train(resume_from_checkpoint=...)`"
+# fmt: off
+EXTERNAL_ROWS = [
+    (CKPT, "`optimizer.pt` cut short", "CheckpointError: `<folder>/optimizer.pt: cannot be read (...); the file is truncated or corrupt.`", "test_fault_tolerance.py::test_damaged_checkpoint_is_rejected[truncated_optimizer]"),
+    (CKPT, "`optimizer.pt` missing", "CheckpointError: `<folder>/optimizer.pt: missing. transformers would resume without it and silently restart the optimizer ...`", "test_fault_tolerance.py::test_damaged_checkpoint_is_rejected[missing_optimizer]"),
+    (CKPT, "`scheduler.pt` missing", "CheckpointError: `<folder>/scheduler.pt: missing. transformers skips the optimizer AND the learning-rate schedule ...`", "test_fault_tolerance.py::test_damaged_checkpoint_is_rejected[missing_scheduler]"),
+    (CKPT, "optimizer state without `exp_avg_sq`", "CheckpointError: `<folder>/optimizer.pt: the state of parameter 0 lacks ['exp_avg_sq']: truncated optimizer state.`", "test_fault_tolerance.py::test_damaged_checkpoint_is_rejected[optimizer_state_cut_short]"),
+    (CKPT, "`model.safetensors` cut short", "CheckpointError: `<folder>/model.safetensors: truncated or corrupt: its header describes N bytes, the file holds M.`", "test_fault_tolerance.py::test_damaged_checkpoint_is_rejected[truncated_weights]"),
+    (CKPT, "no `trainer_state.json` (killed while saving)", "CheckpointError: `<folder>/trainer_state.json: missing. ... this checkpoint is incomplete ...`; `resume_from_checkpoint=True` skips such a folder with a warning", "test_fault_tolerance.py::test_damaged_checkpoint_is_rejected[half_written]"),
+    (CKPT, "`config.json` says `n_qubits=3`, weights hold 2 qubits", "CheckpointError: `<folder>/config.json describes quantum attention with n_qubits=3, ... (ry of shape (1, 3)), but <folder>/model.safetensors holds ...ry with shape (1, 2): the quantum config does not match the weights.`", "test_fault_tolerance.py::test_damaged_checkpoint_is_rejected[config_n_qubits_mismatch]"),
+    (CKPT, "`config.json` without its `quantum_attention` entry, resumed into a quantum model", "CheckpointError: `<folder>/config.json: the model being trained uses quantum attention but the checkpoint does not (...)`", "test_fault_tolerance.py::test_damaged_checkpoint_is_rejected[config_lost_quantum_entry]"),
+    (CKPT, "circuit tensors missing from the weights", "CheckpointError: `<folder>/config.json describes quantum attention (...) but <folder>/model.safetensors holds no quantum_circuit parameters ...`", "test_fault_tolerance.py::test_damaged_checkpoint_is_rejected[circuits_missing_from_weights]"),
+    (CKPT, "model patched with `n_qubits=3`, checkpoint has 2", "CheckpointError: `<folder>/config.json: the checkpoint's quantum attention config does not match the model being trained (n_qubits: checkpoint 2, model 3)`", "test_fault_tolerance.py::test_trainer_refuses_a_checkpoint_with_another_quantum_config"),
+    (CKPT, "resuming with `optim_args='quantum_weight=0.1'`, saved with 0.5", "CheckpointError: `<folder>/optimizer.pt: param group 0 was saved with quantum_weight=0.5 but this run asks for quantum_weight=0.1; ...`", "test_fault_tolerance.py::test_trainer_refuses_to_resume_with_another_quantum_weight"),
+    ("`SuperpositionalAdamW.step()`", "inf / NaN gradient", "no exception, as `torch.optim.AdamW` (SPEC 1.9): the AMP grad scaler skips such steps", "test_mixed_precision.py::test_grad_scaler_skips_an_overflowing_step_without_touching_the_optimizer"),
+]
+# fmt: on
+
+
+def _shown(case) -> str:
+    if case.shown:
+        return case.shown
+    message = case.match.replace(".*", " ... ").replace("\\", "").replace("{VALID_KEYS}", "")
+    kind = case.error.__name__ if isinstance(case, Case) else f"exit {case.status[0]}"
+    return f"{kind}: `{message}`"
+
+
+def table_rows() -> list[tuple[str, str, str, str]]:
+    rows = [
+        (c.entry, c.bad, _shown(c), f"test_bad_inputs.py::test_python_entry_point_rejects[{c.id}]")
+        for c in CASES
+    ]
+    rows += [
+        (
+            f"`python {c.entry}`",
+            c.bad,
+            _shown(c),
+            f"test_bad_inputs.py::test_recipe_command_line_rejects[{c.id}]",
+        )
+        for c in CLI_CASES
+    ]
+    return rows + EXTERNAL_ROWS
+
+
+def render_table() -> str:
+    lines = ["| Entry point | Bad input | Error | Test |", "| --- | --- | --- | --- |"]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in table_rows()]
+    return "\n".join(lines)
+
+
+def test_readme_table_lists_every_case():
+    readme = README.read_text(encoding="utf-8")
+    start, end = "<!-- bad-input-table:start -->", "<!-- bad-input-table:end -->"
+    assert start in readme and end in readme
+    table = readme.split(start, 1)[1].split(end, 1)[0].strip()
+    assert table == render_table(), (
+        "tests/README.md is stale: run `python tests/test_bad_inputs.py` and paste"
+    )
+    for *_, test_id in EXTERNAL_ROWS:
+        module, _, name = test_id.partition("::")
+        function, _, param = name.partition("[")
+        source = (REPO / "tests" / module).read_text(encoding="utf-8")
+        assert f"def {function}(" in source, test_id
+        if param:
+            assert f'"{param.rstrip("]")}"' in source, test_id
+
+
+if __name__ == "__main__":
+    print(render_table())

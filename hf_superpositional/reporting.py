@@ -1,0 +1,493 @@
+"""Statistics, tables, plots and a verdict for optimizer comparisons over seeds (paper Table II, Fig. 1).
+
+Pure functions on a *results dict*, so a finished run can be re-reported, and tests can feed fixed numbers:
+
+.. code-block:: python
+
+    {
+      "threshold": 0.9,              # accuracy for "epochs to threshold"
+      "num_epochs": 10,
+      "baseline": "adamw",           # arm every other arm is compared with
+      "primary": "sgd_lambda_0.5",   # the paper's method: the arm the verdict is about
+      "arms": [
+        {"name": "adamw", "label": "AdamW",
+         "paper": {"final_accuracy": 0.915, "epochs_to_threshold": 7.4, "time_ratio": 1.0},   # optional
+         "runs": [{"seed": 0, "eval_accuracy": [0.61, ..., 0.95],   # held-out accuracy after each epoch
+                   "epoch_seconds": [3.1, ..., 3.0]}, ...]},        # training seconds of each epoch
+        ...
+      ],
+      "time_key": "epoch_seconds",   # optional: which per-run list holds the epoch times
+    }
+
+What is computed per arm (:func:`summarize`):
+
+- final held-out accuracy (last epoch): mean, sample standard deviation (``ddof=1``) and a 95% Student-t
+  interval over seeds, ``mean +- t_{0.975, n-1} * std / sqrt(n)``;
+- epochs to the threshold: the first epoch (1-based) whose held-out accuracy is ``>= threshold``; the mean
+  over the seeds that reach it, and how many do;
+- training seconds per epoch (each run's median over its epochs, from its ``time_key`` list, then the mean
+  over seeds), and its ratio to the baseline's;
+- against the baseline: the difference of mean final accuracies and a Welch t-test
+  (``scipy.stats.ttest_ind(equal_var=False)``) of the per-seed final accuracies; for epochs to the threshold
+  a Welch t-test on per-seed epochs with seeds that never reach it counted as ``num_epochs + 1`` (a lower
+  bound, which favours neither arm when both reach it equally rarely).
+
+Example:
+    >>> results = {"threshold": 0.9, "num_epochs": 2, "baseline": "a", "primary": "b", "arms": [
+    ...     {"name": "a", "runs": [{"seed": s, "eval_accuracy": [0.8, 0.9 + s / 100],
+    ...                              "epoch_seconds": [1.0, 1.0]} for s in range(3)]},
+    ...     {"name": "b", "runs": [{"seed": s, "eval_accuracy": [0.9, 0.93 + s / 100],
+    ...                              "epoch_seconds": [1.2, 1.2]} for s in range(3)]}]}
+    >>> summary = summarize(results)
+    >>> round(summary["arms"]["b"]["final_accuracy_mean"], 4), summary["arms"]["b"]["epochs_to_threshold_mean"]
+    (0.94, 1.0)
+    >>> round(summary["arms"]["b"]["time_ratio"], 2)
+    1.2
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "epochs_to_threshold",
+    "format_table",
+    "mean_std",
+    "plot_curves",
+    "summarize",
+    "t_interval",
+    "verdict",
+    "welch_test",
+    "write_report",
+]
+
+SIGNIFICANCE = 0.05
+"""Two-sided p-value below which a difference counts as reproduced."""
+
+
+# ---- statistics -------------------------------------------------------------------------------------------
+
+
+def _as_array(values: Sequence[float], name: str) -> np.ndarray:
+    array = np.asarray(values, dtype=float)
+    if array.ndim != 1 or array.size == 0:
+        raise ValueError(f"`{name}` must be a non-empty 1-D sequence of numbers, got {values!r}.")
+    return array
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (``ddof=1``; ``nan`` for a single value).
+
+    Example:
+        >>> mean_std([1.0, 2.0, 3.0])
+        (2.0, 1.0)
+    """
+    array = _as_array(values, "values")
+    std = float(array.std(ddof=1)) if array.size > 1 else math.nan
+    return float(array.mean()), std
+
+
+def t_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
+    """Two-sided Student-t confidence interval of the mean: ``mean +- t_{(1+c)/2, n-1} * std / sqrt(n)``.
+
+    Args:
+        values: per-seed measurements.
+        confidence: in ``(0, 1)``.
+
+    Returns:
+        ``(low, high)``; ``(nan, nan)`` for fewer than two values (no spread to estimate).
+
+    Example:
+        >>> low, high = t_interval([1.0, 2.0, 3.0])
+        >>> round(low, 4), round(high, 4)
+        (-0.4841, 4.4841)
+    """
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"`confidence` must be in (0, 1), got {confidence!r}.")
+    from scipy import stats
+
+    array = _as_array(values, "values")
+    if array.size < 2:
+        return math.nan, math.nan
+    mean, std = mean_std(array)
+    half = float(stats.t.ppf((1.0 + confidence) / 2.0, df=array.size - 1)) * std / math.sqrt(array.size)
+    return mean - half, mean + half
+
+
+def welch_test(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
+    """Welch's unequal-variance t-test of ``mean(a) - mean(b)``: ``(t, two-sided p)``.
+
+    ``scipy.stats.ttest_ind(a, b, equal_var=False)``, plus the cases it leaves undefined: fewer than two
+    values on a side gives ``(nan, nan)``; no spread on either side gives ``p = 1`` for equal means and
+    ``p = 0`` (``t = +-inf``) for different ones, since the values then differ without any noise.
+
+    Example:
+        >>> t, p = welch_test([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])
+        >>> t, p
+        (0.0, 1.0)
+    """
+    from scipy import stats
+
+    a_arr, b_arr = _as_array(a, "a"), _as_array(b, "b")
+    if a_arr.size < 2 or b_arr.size < 2:
+        return math.nan, math.nan
+    if a_arr.std() == 0.0 and b_arr.std() == 0.0:
+        diff = float(a_arr.mean() - b_arr.mean())
+        return (0.0, 1.0) if diff == 0.0 else (math.copysign(math.inf, diff), 0.0)
+    with warnings.catch_warnings():
+        # One side without spread (e.g. every seed reaching 90% at epoch 4) makes scipy warn about
+        # "catastrophic cancellation" in its variance; the statistic is still exact for such integer data.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = stats.ttest_ind(a_arr, b_arr, equal_var=False)
+    return float(result.statistic), float(result.pvalue)
+
+
+def epochs_to_threshold(curve: Sequence[float], threshold: float) -> int | None:
+    """First epoch (1-based) whose accuracy is ``>= threshold``; ``None`` if none is.
+
+    Example:
+        >>> epochs_to_threshold([0.7, 0.88, 0.91, 0.89], 0.9), epochs_to_threshold([0.7], 0.9)
+        (3, None)
+    """
+    for epoch, value in enumerate(curve, start=1):
+        if value >= threshold:
+            return epoch
+    return None
+
+
+# ---- summary ----------------------------------------------------------------------------------------------
+
+
+def _check_results(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    for key in ("threshold", "baseline", "arms"):
+        if key not in results:
+            raise ValueError(f"`results` lacks the key {key!r}; it needs 'threshold', 'baseline' and 'arms'.")
+    arms = {arm["name"]: arm for arm in results["arms"]}
+    if len(arms) != len(results["arms"]):
+        raise ValueError("`results['arms']` repeats an arm name.")
+    for name in (results["baseline"], results.get("primary")):
+        if name is not None and name not in arms:
+            raise ValueError(f"arm {name!r} named in `results` is not one of the arms {sorted(arms)}.")
+    for arm in arms.values():
+        if not arm.get("runs"):
+            raise ValueError(f"arm {arm['name']!r} has no runs.")
+        lengths = {len(run["eval_accuracy"]) for run in arm["runs"]}
+        if len(lengths) != 1 or 0 in lengths:
+            raise ValueError(f"arm {arm['name']!r}: every run needs the same, non-zero number of epochs.")
+    return arms
+
+
+def _censored_epochs(arm: dict[str, Any], threshold: float, num_epochs: int) -> list[float]:
+    # A seed that never reaches the threshold counts as one epoch past the budget: a lower bound, so the
+    # test cannot make a never-converging arm look fast.
+    return [
+        float(epochs_to_threshold(run["eval_accuracy"], threshold) or num_epochs + 1) for run in arm["runs"]
+    ]
+
+
+def _arm_stats(arm: dict[str, Any], threshold: float, time_key: str) -> dict[str, Any]:
+    finals = [float(run["eval_accuracy"][-1]) for run in arm["runs"]]
+    mean, std = mean_std(finals)
+    low, high = t_interval(finals)
+    reached = [e for e in (epochs_to_threshold(run["eval_accuracy"], threshold) for run in arm["runs"]) if e]
+    # Per run the median epoch: robust to the first epoch's one-off start-up costs (lazy initialisation in a
+    # fresh worker process falls on whichever arm it runs first) and to load spikes; then the mean over seeds.
+    seconds = [float(np.median(run[time_key])) for run in arm["runs"] if run.get(time_key)]
+    curves = np.asarray([run["eval_accuracy"] for run in arm["runs"]], dtype=float)
+    return {
+        "label": arm.get("label", arm["name"]),
+        "num_seeds": len(finals),
+        "seeds": [run.get("seed") for run in arm["runs"]],
+        "final_accuracies": finals,
+        "final_accuracy_mean": mean,
+        "final_accuracy_std": std,
+        "final_accuracy_ci95": [low, high],
+        "epochs_to_threshold": [epochs_to_threshold(run["eval_accuracy"], threshold) for run in arm["runs"]],
+        "epochs_to_threshold_mean": float(np.mean(reached)) if reached else None,
+        "seeds_reaching_threshold": len(reached),
+        "epoch_seconds_mean": float(np.mean(seconds)) if seconds else None,
+        "mean_curve": curves.mean(axis=0).tolist(),
+    }
+
+
+def summarize(results: dict[str, Any]) -> dict[str, Any]:
+    """Per-arm statistics and comparisons with the baseline arm (see the module docstring).
+
+    Args:
+        results: the results dict described in the module docstring.
+
+    Returns:
+        ``{"threshold", "baseline", "primary", "num_epochs", "arms": {name: stats}}`` where ``stats`` has
+        ``final_accuracy_mean/std/ci95``, ``epochs_to_threshold`` (per seed) and ``_mean``,
+        ``seeds_reaching_threshold``, ``epoch_seconds_mean``, ``time_ratio``, ``time_to_threshold_ratio``,
+        ``delta_vs_baseline``, ``welch_t``, ``welch_p``, ``epochs_welch_p`` and ``mean_curve``.
+
+    Raises:
+        ValueError: a malformed results dict (missing keys, unknown baseline, runs of unequal length).
+    """
+    arms = _check_results(results)
+    threshold = float(results["threshold"])
+    num_epochs = int(results.get("num_epochs") or len(next(iter(arms.values()))["runs"][0]["eval_accuracy"]))
+    baseline_name = results["baseline"]
+    time_key = results.get("time_key", "epoch_seconds")
+    stats = {name: _arm_stats(arm, threshold, time_key) for name, arm in arms.items()}
+    base = stats[baseline_name]
+    base_censored = _censored_epochs(arms[baseline_name], threshold, num_epochs)
+    for name, arm_stats in stats.items():
+        t, p = welch_test(arm_stats["final_accuracies"], base["final_accuracies"])
+        _, epochs_p = welch_test(_censored_epochs(arms[name], threshold, num_epochs), base_censored)
+        time_ratio = None
+        if arm_stats["epoch_seconds_mean"] and base["epoch_seconds_mean"]:
+            time_ratio = arm_stats["epoch_seconds_mean"] / base["epoch_seconds_mean"]
+        time_to_threshold_ratio = None
+        if (
+            time_ratio is not None
+            and arm_stats["epochs_to_threshold_mean"] is not None
+            and base["epochs_to_threshold_mean"] is not None
+        ):
+            time_to_threshold_ratio = (
+                time_ratio * arm_stats["epochs_to_threshold_mean"] / base["epochs_to_threshold_mean"]
+            )
+        arm_stats.update(
+            delta_vs_baseline=arm_stats["final_accuracy_mean"] - base["final_accuracy_mean"],
+            welch_t=t,
+            welch_p=p,
+            epochs_welch_p=epochs_p,
+            time_ratio=time_ratio,
+            time_to_threshold_ratio=time_to_threshold_ratio,
+            paper=arms[name].get("paper"),
+        )
+    return {
+        "threshold": threshold,
+        "num_epochs": num_epochs,
+        "baseline": baseline_name,
+        "primary": results.get("primary"),
+        "arms": stats,
+    }
+
+
+# ---- text -------------------------------------------------------------------------------------------------
+
+
+def _pct(value: float | None, digits: int = 1) -> str:
+    return "—" if value is None or not math.isfinite(value) else f"{100.0 * value:.{digits}f}"
+
+
+def _num(value: float | None, fmt: str) -> str:
+    return "—" if value is None or not math.isfinite(value) else format(value, fmt)
+
+
+def _p(value: float | None) -> str:
+    if value is None or not math.isfinite(value):
+        return "—"
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def _paper_cell(paper: dict[str, Any] | None, key: str, kind: str) -> str:
+    if not paper or paper.get(key) is None:
+        return "—"
+    value = paper[key]
+    if kind == "acc":
+        std = paper.get("final_accuracy_std")
+        return _pct(value) + (f" ± {_pct(std)}" if std is not None else "")
+    if kind == "ratio":
+        return f"×{value:.2f}"
+    return f"{value:g}"
+
+
+def format_table(summary: dict[str, Any]) -> str:
+    """The comparison as a Markdown table, our numbers with the paper's beside them.
+
+    Columns: final held-out accuracy (mean ± std, %), its 95% t-interval, the difference from the baseline
+    and Welch's p, epochs to the threshold (mean over the seeds that reach it, and how many do), training
+    time per epoch and total time to the threshold relative to the baseline, then the paper's figures.
+    """
+    threshold = _pct(summary["threshold"], 0)
+    base_label = summary["arms"][summary["baseline"]]["label"]
+    header = [
+        "arm",
+        "final acc % (mean ± std)",
+        "95% CI",
+        f"Δ vs {base_label} (pts)",
+        "Welch p",
+        f"epochs to {threshold}% (seeds reaching)",
+        "time/epoch",
+        f"time to {threshold}%",
+        "paper: final acc %",
+        f"paper: epochs to {threshold}%",
+        "paper: time/epoch",
+    ]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, s in summary["arms"].items():
+        is_base = name == summary["baseline"]
+        low, high = s["final_accuracy_ci95"]
+        ci = "—" if not math.isfinite(low) else f"[{_pct(low)}, {_pct(high)}]"
+        std = "" if not math.isfinite(s["final_accuracy_std"]) else f" ± {_pct(s['final_accuracy_std'])}"
+        epochs = f"{_num(s['epochs_to_threshold_mean'], '.1f')} ({s['seeds_reaching_threshold']}/{s['num_seeds']})"
+        row = [
+            s["label"],
+            _pct(s["final_accuracy_mean"]) + std,
+            ci,
+            "—" if is_base else f"{100.0 * s['delta_vs_baseline']:+.1f}",
+            "—" if is_base else _p(s["welch_p"]),
+            epochs,
+            "×1.00" if is_base and s["time_ratio"] else ("—" if s["time_ratio"] is None else f"×{s['time_ratio']:.2f}"),
+            "—" if s["time_to_threshold_ratio"] is None else f"×{s['time_to_threshold_ratio']:.2f}",
+            _paper_cell(s["paper"], "final_accuracy", "acc"),
+            _paper_cell(s["paper"], "epochs_to_threshold", "num"),
+            _paper_cell(s["paper"], "time_ratio", "ratio"),
+        ]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def verdict(summary: dict[str, Any]) -> str:
+    """One line saying which of the paper's claims the numbers reproduce, for the ``primary`` arm.
+
+    A claim counts as reproduced when the difference has the paper's sign and Welch's two-sided p is below
+    :data:`SIGNIFICANCE`: higher final accuracy than the baseline, and fewer epochs to the threshold. The
+    time overhead is reported, not judged (it is a cost the paper states, not a benefit it claims).
+
+    Example:
+        >>> verdict({"threshold": 0.9, "baseline": "a", "primary": None, "arms": {}})
+        'Verdict: no primary arm named, nothing to judge.'
+    """
+    primary = summary.get("primary")
+    if primary is None:
+        return "Verdict: no primary arm named, nothing to judge."
+    p_stats, b_stats = summary["arms"][primary], summary["arms"][summary["baseline"]]
+    n = min(p_stats["num_seeds"], b_stats["num_seeds"])
+    threshold = _pct(summary["threshold"], 0)
+    paper = p_stats.get("paper") or {}
+    base_paper = b_stats.get("paper") or {}
+
+    def judged(better: bool, p: float) -> str:
+        if not math.isfinite(p):
+            return f"UNTESTED ({n} seed{'s' if n != 1 else ''})"
+        if better and p < SIGNIFICANCE:
+            return "REPRODUCED"
+        return "NOT reproduced" if not better else "NOT significant"
+
+    delta = p_stats["delta_vs_baseline"]
+    acc = (
+        f"accuracy gain {judged(delta > 0, p_stats['welch_p'])} "
+        f"({p_stats['label']} {_pct(p_stats['final_accuracy_mean'])}% vs {b_stats['label']} "
+        f"{_pct(b_stats['final_accuracy_mean'])}%, Δ {100.0 * delta:+.1f} pts, p={_p(p_stats['welch_p'])}"
+    )
+    if paper.get("final_accuracy") is not None and base_paper.get("final_accuracy") is not None:
+        acc += f"; paper {100.0 * (paper['final_accuracy'] - base_paper['final_accuracy']):+.1f}"
+    acc += ")"
+
+    pe, be = p_stats["epochs_to_threshold_mean"], b_stats["epochs_to_threshold_mean"]
+    if pe is None and be is None:
+        speed = f"faster convergence UNTESTED (neither reached {threshold}%)"
+    else:
+        better = (be is None and pe is not None) or (pe is not None and be is not None and pe < be)
+        speed = (
+            f"faster convergence {judged(better, p_stats['epochs_welch_p'])} "
+            f"({_num(pe, '.1f')} vs {_num(be, '.1f')} epochs to {threshold}%, "
+            f"{p_stats['seeds_reaching_threshold']}/{p_stats['num_seeds']} vs "
+            f"{b_stats['seeds_reaching_threshold']}/{b_stats['num_seeds']} seeds reaching it"
+        )
+        if paper.get("epochs_to_threshold") is not None and base_paper.get("epochs_to_threshold") is not None:
+            speed += f"; paper {paper['epochs_to_threshold']:g} vs {base_paper['epochs_to_threshold']:g}"
+        speed += ")"
+    ratio = p_stats.get("time_ratio")
+    time = "time/epoch " + ("not measured" if ratio is None else f"×{ratio:.2f}")
+    if paper.get("time_ratio") is not None:
+        time += f" (paper ×{paper['time_ratio']:.2f})"
+    return f"Verdict ({n} seed{'s' if n != 1 else ''}): {acc}; {speed}; {time}."
+
+
+# ---- files ------------------------------------------------------------------------------------------------
+
+
+def plot_curves(results: dict[str, Any], path: str | Path, summary: dict[str, Any] | None = None) -> Path:
+    """Held-out accuracy per epoch: one panel per arm (thin line per seed, thick mean) and one with every
+    arm's mean, all panels sharing the y-axis (as the paper's Fig. 1), the threshold dashed.
+
+    Returns:
+        The path written (PNG).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summary = summary or summarize(results)
+    arms = results["arms"]
+    threshold = summary["threshold"]
+    fig, axes = plt.subplots(
+        1, len(arms) + 1, figsize=(3.2 * (len(arms) + 1), 3.6), sharey=True, constrained_layout=True
+    )
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    lowest = min(min(run["eval_accuracy"]) for arm in arms for run in arm["runs"])
+    for index, arm in enumerate(arms):
+        color = colors[index % len(colors)]
+        stats = summary["arms"][arm["name"]]
+        epochs = np.arange(1, len(stats["mean_curve"]) + 1)
+        ax = axes[index]
+        for run in arm["runs"]:
+            ax.plot(epochs, 100 * np.asarray(run["eval_accuracy"]), color=color, alpha=0.35, linewidth=0.9)
+        ax.plot(epochs, 100 * np.asarray(stats["mean_curve"]), color=color, linewidth=2.2, label="mean")
+        ax.set_title(stats["label"], fontsize=9)
+        axes[-1].plot(epochs, 100 * np.asarray(stats["mean_curve"]), color=color, linewidth=2, label=stats["label"])
+    for ax in axes:
+        ax.axhline(100 * threshold, color="grey", linestyle="--", linewidth=0.8)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.set_ylim(max(0.0, 100 * lowest - 5), 100.5)
+    axes[0].set_ylabel("held-out accuracy (%)")
+    axes[-1].set_title("mean of seeds", fontsize=9)
+    axes[-1].legend(fontsize=7, loc="lower right")
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _finite_or_none(value: Any) -> Any:
+    # Strict JSON has no NaN/Infinity: undefined statistics (one seed, no spread) are written as null.
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite_or_none(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(item) for item in value]
+    return value
+
+
+def write_report(results: dict[str, Any], output_dir: str | Path) -> dict[str, Any]:
+    """Write ``results.json`` (the results plus their summary and verdict), ``table.md`` and ``curves.png``.
+
+    Args:
+        results: the results dict (module docstring); extra keys (config, environment) are kept as they are.
+        output_dir: created if missing.
+
+    Returns:
+        ``{"summary", "table", "verdict", "paths"}``.
+    """
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = summarize(results)
+    table = format_table(summary)
+    line = verdict(summary)
+    payload = _finite_or_none({**results, "summary": summary, "verdict": line})
+    (out / "results.json").write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n")
+    title = results.get("title", "Optimizer comparison")
+    notes = results.get("notes", "")
+    (out / "table.md").write_text(f"# {title}\n\n{table}\n\n{line}\n" + (f"\n{notes}\n" if notes else ""))
+    plot_curves(results, out / "curves.png", summary)
+    return {
+        "summary": summary,
+        "table": table,
+        "verdict": line,
+        "paths": {name: str(out / name) for name in ("results.json", "table.md", "curves.png")},
+    }

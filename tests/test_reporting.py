@@ -1,0 +1,196 @@
+"""Statistics, table, verdict and files of hf_superpositional.reporting against scipy and hand computation."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from hf_superpositional.reporting import (
+    epochs_to_threshold,
+    format_table,
+    mean_std,
+    summarize,
+    t_interval,
+    verdict,
+    welch_test,
+    write_report,
+)
+
+# A fixed results dict: three seeds, four epochs. Final accuracies: AdamW .90 .92 .91, lambda=0.5 .95 .96 .94.
+FIXED = {
+    "threshold": 0.9,
+    "num_epochs": 4,
+    "baseline": "adamw",
+    "primary": "sgd",
+    "arms": [
+        {
+            "name": "adamw",
+            "label": "AdamW",
+            "paper": {"final_accuracy": 0.915, "epochs_to_threshold": 7.4, "time_ratio": 1.0},
+            "runs": [
+                {"seed": 0, "eval_accuracy": [0.60, 0.80, 0.85, 0.90], "epoch_seconds": [2.0, 2.0, 2.0, 2.0]},
+                {"seed": 1, "eval_accuracy": [0.70, 0.88, 0.91, 0.92], "epoch_seconds": [2.2, 2.2, 2.2, 2.2]},
+                {"seed": 2, "eval_accuracy": [0.65, 0.84, 0.89, 0.91], "epoch_seconds": [1.8, 1.8, 1.8, 1.8]},
+            ],
+        },
+        {
+            "name": "sgd",
+            "label": "SGD λ=0.5",
+            "paper": {"final_accuracy": 0.938, "final_accuracy_std": 0.007, "epochs_to_threshold": 4.6, "time_ratio": 1.35},
+            "runs": [
+                {"seed": 0, "eval_accuracy": [0.70, 0.91, 0.93, 0.95], "epoch_seconds": [2.5, 2.5, 2.5, 2.5]},
+                {"seed": 1, "eval_accuracy": [0.75, 0.92, 0.95, 0.96], "epoch_seconds": [2.5, 2.5, 2.5, 2.5]},
+                {"seed": 2, "eval_accuracy": [0.72, 0.89, 0.92, 0.94], "epoch_seconds": [2.5, 2.5, 2.5, 2.5]},
+            ],
+        },
+        {
+            "name": "slow",
+            "label": "never converges",
+            "runs": [
+                {"seed": s, "eval_accuracy": [0.5, 0.55, 0.6, 0.6 + s / 100], "epoch_seconds": [1.0] * 4}
+                for s in range(3)
+            ],
+        },
+    ],
+}
+ADAMW_FINAL = [0.90, 0.92, 0.91]
+SGD_FINAL = [0.95, 0.96, 0.94]
+
+
+def hand_welch(a, b):
+    """Welch's t and two-sided p from the textbook formulas (Welch-Satterthwaite degrees of freedom)."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
+    t = (a.mean() - b.mean()) / math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
+    return t, 2.0 * stats.t.sf(abs(t), df)
+
+
+def test_mean_std_and_interval_match_scipy():
+    mean, std = mean_std(SGD_FINAL)
+    assert mean == pytest.approx(0.95)
+    assert std == pytest.approx(0.01)  # values .95 +- .01: sample std exactly 0.01
+    low, high = t_interval(SGD_FINAL, 0.95)
+    ref_low, ref_high = stats.t.interval(0.95, df=2, loc=np.mean(SGD_FINAL), scale=stats.sem(SGD_FINAL))
+    assert (low, high) == pytest.approx((ref_low, ref_high), abs=1e-12)
+    # hand: t_{0.975,2} = 4.302653 -> half width 4.302653 * 0.01 / sqrt(3)
+    assert high - mean == pytest.approx(4.302652729 * 0.01 / math.sqrt(3), rel=1e-8)
+
+
+def test_single_value_has_no_spread():
+    assert math.isnan(mean_std([0.9])[1])
+    assert all(math.isnan(v) for v in t_interval([0.9]))
+    assert all(math.isnan(v) for v in welch_test([0.9], [0.8, 0.85]))
+
+
+def test_welch_matches_scipy_and_hand_formula():
+    t, p = welch_test(SGD_FINAL, ADAMW_FINAL)
+    ref = stats.ttest_ind(SGD_FINAL, ADAMW_FINAL, equal_var=False)
+    assert (t, p) == pytest.approx((ref.statistic, ref.pvalue), rel=1e-12)
+    assert (t, p) == pytest.approx(hand_welch(SGD_FINAL, ADAMW_FINAL), rel=1e-9)
+    # unequal sizes and variances: where Welch differs from Student's pooled test
+    a, b = [0.1, 0.4, 0.35, 0.2, 0.9], [0.5, 0.52, 0.51]
+    assert welch_test(a, b) == pytest.approx(hand_welch(a, b), rel=1e-9)
+    assert welch_test(a, b)[1] != pytest.approx(stats.ttest_ind(a, b, equal_var=True).pvalue, rel=1e-3)
+
+
+def test_welch_without_spread():
+    assert welch_test([3.0, 3.0], [3.0, 3.0]) == (0.0, 1.0)
+    t, p = welch_test([2.0, 2.0, 2.0], [3.0, 3.0])
+    assert t == -math.inf and p == 0.0
+
+
+def test_epochs_to_threshold():
+    assert epochs_to_threshold([0.5, 0.9, 0.8], 0.9) == 2  # ">=": reaching exactly counts
+    assert epochs_to_threshold([0.95], 0.9) == 1
+    assert epochs_to_threshold([0.5, 0.89], 0.9) is None
+
+
+def test_summary_values():
+    summary = summarize(FIXED)
+    sgd, adamw, slow = (summary["arms"][name] for name in ("sgd", "adamw", "slow"))
+    assert adamw["final_accuracy_mean"] == pytest.approx(np.mean(ADAMW_FINAL))
+    assert adamw["final_accuracy_std"] == pytest.approx(np.std(ADAMW_FINAL, ddof=1))
+    assert sgd["delta_vs_baseline"] == pytest.approx(0.04)
+    assert sgd["welch_p"] == pytest.approx(stats.ttest_ind(SGD_FINAL, ADAMW_FINAL, equal_var=False).pvalue)
+    # epochs to 90%: AdamW seeds reach at 4, 3, 4 -> 11/3; SGD at 2, 2, 3 -> 7/3; "slow" never
+    assert adamw["epochs_to_threshold"] == [4, 3, 4]
+    assert adamw["epochs_to_threshold_mean"] == pytest.approx(11 / 3)
+    assert sgd["epochs_to_threshold_mean"] == pytest.approx(7 / 3)
+    assert (slow["epochs_to_threshold_mean"], slow["seeds_reaching_threshold"]) == (None, 0)
+    # seeds that never reach count as num_epochs + 1 = 5 in the epochs test
+    assert slow["epochs_welch_p"] == pytest.approx(welch_test([5, 5, 5], [4, 3, 4])[1])
+    assert sgd["epochs_welch_p"] == pytest.approx(stats.ttest_ind([2, 2, 3], [4, 3, 4], equal_var=False).pvalue)
+    # time: AdamW mean 2.0 s/epoch, SGD 2.5 -> x1.25; to 90%: 1.25 * (7/3) / (11/3)
+    assert sgd["time_ratio"] == pytest.approx(1.25)
+    assert sgd["time_to_threshold_ratio"] == pytest.approx(1.25 * 7 / 11)
+    assert slow["time_to_threshold_ratio"] is None
+    # a slow first epoch (process start-up) does not move the per-epoch time: each run's median is used
+    warm = json.loads(json.dumps(FIXED))
+    warm["arms"][0]["runs"][0]["epoch_seconds"][0] = 20.0
+    assert summarize(warm)["arms"]["sgd"]["time_ratio"] == pytest.approx(1.25)
+    assert sgd["mean_curve"] == pytest.approx([0.7233333, 0.9066667, 0.9333333, 0.95], abs=1e-6)
+
+
+def test_table_shows_ours_and_the_papers():
+    table = format_table(summarize(FIXED))
+    lines = table.splitlines()
+    assert len(lines) == 2 + 3
+    sgd_row = next(line for line in lines if line.startswith("| SGD"))
+    cells = [cell.strip() for cell in sgd_row.strip("|").split("|")]
+    assert cells[1] == "95.0 ± 1.0"
+    low, high = stats.t.interval(0.95, df=2, loc=0.95, scale=0.01 / math.sqrt(3))
+    assert cells[2] == f"[{100 * low:.1f}, {100 * high:.1f}]"
+    assert cells[3] == "+4.0"
+    assert cells[5] == "2.3 (3/3)"
+    assert cells[6] == "×1.25"
+    assert cells[8:] == ["93.8 ± 0.7", "4.6", "×1.35"]
+    slow_row = next(line for line in lines if line.startswith("| never"))
+    assert "— (0/3)" in slow_row and slow_row.rstrip().endswith("| — | — | — |")
+
+
+def test_verdict_reproduced_and_not():
+    summary = summarize(FIXED)
+    line = verdict(summary)
+    assert line.startswith("Verdict (3 seeds): accuracy gain REPRODUCED")
+    assert "paper +2.3" in line and "paper 4.6 vs 7.4" in line and "×1.25 (paper ×1.35)" in line
+    # the paper's method losing to AdamW
+    flipped = json.loads(json.dumps(FIXED))
+    flipped["primary"] = "slow"
+    line = verdict(summarize(flipped))
+    assert "accuracy gain NOT reproduced" in line and "faster convergence NOT reproduced" in line
+    one_seed = json.loads(json.dumps(FIXED))
+    for arm in one_seed["arms"]:
+        arm["runs"] = arm["runs"][:1]
+    assert "UNTESTED (1 seed)" in verdict(summarize(one_seed))
+
+
+def test_malformed_results_raise():
+    with pytest.raises(ValueError, match="baseline"):
+        summarize({"threshold": 0.9, "arms": []})
+    bad = json.loads(json.dumps(FIXED))
+    bad["baseline"] = "nope"
+    with pytest.raises(ValueError, match="'nope'"):
+        summarize(bad)
+    bad = json.loads(json.dumps(FIXED))
+    bad["arms"][0]["runs"][0]["eval_accuracy"] = [0.5]
+    with pytest.raises(ValueError, match="same"):
+        summarize(bad)
+
+
+def test_write_report_files(tmp_path):
+    one_seed = json.loads(json.dumps(FIXED))
+    for arm in one_seed["arms"]:
+        arm["runs"] = arm["runs"][:1]  # undefined std / p-values must still give strict JSON
+    report = write_report({**one_seed, "title": "T", "config": {"k": 1}}, tmp_path)
+    text = (tmp_path / "results.json").read_text()
+    payload = json.loads(text, parse_constant=lambda name: pytest.fail(f"non-strict JSON constant {name}"))
+    assert payload["config"] == {"k": 1} and payload["verdict"] == report["verdict"]
+    assert payload["summary"]["arms"]["sgd"]["final_accuracy_std"] is None
+    assert (tmp_path / "table.md").read_text().startswith("# T\n")
+    png = (tmp_path / "curves.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000

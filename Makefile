@@ -11,7 +11,7 @@ install:
 	$(PYTHON) -m pip install -q -e ".[test]"
 
 demo: install
-	$(PYTHON) recipes/compare_optimizers_tiny.py --output_dir outputs/demo
+	$(PYTHON) recipes/text_classification.py --output_dir outputs/demo
 
 test: install
 	$(PYTHON) -m pytest -q -ra

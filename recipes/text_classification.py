@@ -52,13 +52,13 @@ ARMS: dict[str, dict[str, Any]] = {
         "paper": None,
     },
     "sgd_lambda_0.1": {
-        "label": "SGD λ=0.1",
+        "label": "Superpositional GD λ=0.1",
         "optim": "superpositional_adamw",
         "optim_args": "quantum_weight=0.1,n_qubits=4",
         "paper": None,
     },
     "sgd_lambda_0.5": {
-        "label": "SGD λ=0.5",
+        "label": "Superpositional GD λ=0.5",
         "optim": "superpositional_adamw",
         "optim_args": "quantum_weight=0.5,n_qubits=4",
         "paper": {"final_accuracy": 0.938, "final_accuracy_std": 0.007, "epochs_to_threshold": 4.6, "time_ratio": 1.35},

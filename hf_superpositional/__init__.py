@@ -33,7 +33,12 @@ from .patch import (
     quantum_lora_config,
     remove_quantum_attention,
 )
-from .presets import GSM8K, TEXT_CLASSIFICATION, gsm8k_training_arguments, text_classification_training_arguments
+from .presets import (
+    GSM8K,
+    TEXT_CLASSIFICATION,
+    gsm8k_training_arguments,
+    text_classification_training_arguments,
+)
 from .trainer import SuperpositionalTrainer
 
 __version__ = "0.1.0"

@@ -145,7 +145,7 @@ def write_outputs(demo: DemoArguments, results: list[dict]) -> str:
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for r in results:
-        xs, ys = zip(*r["train_losses"])
+        xs, ys = zip(*r["train_losses"], strict=True)
         ax.plot(xs, ys, marker="o", markersize=3, label=f"{r['arm']} (held-out {r['eval_loss']:.3f})")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("training loss (assistant tokens)")

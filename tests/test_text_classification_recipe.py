@@ -139,7 +139,7 @@ def test_one_seed_two_epoch_run_writes_sane_files(tmp_path):
     assert 0.9 < payload["bayes_accuracy"] < 1.0
 
     table = (out / "table.md").read_text()
-    for label in ("AdamW", "quantum-moment AdamW λ=0.1", "SGD λ=0.1", "SGD λ=0.5", "93.8 ± 0.7", "Verdict"):
+    for label in ("AdamW", "quantum-moment AdamW λ=0.1", "Superpositional GD λ=0.1", "Superpositional GD λ=0.5", "93.8 ± 0.7", "Verdict"):
         assert label in table
     png = (out / "curves.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000

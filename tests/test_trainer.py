@@ -332,7 +332,9 @@ def test_quantum_attention_config_patches_the_model_and_its_circuits_train(tmp_p
         model=tiny_llama(),
         args=args_for(tmp_path, max_steps=2, weight_decay=0.1),
         train_dataset=ProgressionDataset(n=16),
-        quantum_attention_config=circuit_config(),
+        # depth 2: the LAST layer's RZ angles commute with the Z readout (CNOTs only permute basis states), so
+        # with depth 1 `rz` would get an exactly-zero gradient and rightly never move.
+        quantum_attention_config=circuit_config(depth=2),
     )
     assert trainer.model.config._attn_implementation == "quantum"
     names = trainer.quantum_parameter_names()

@@ -11,8 +11,10 @@
 
 :func:`parse_recipe_args` reads them from ``--config file.yaml`` and the command line, the command line
 winning (the same convention as TRL's ``--config``). A YAML key that no dataclass has is an error that
-names the key and the closest valid ones, never silently ignored. :func:`load_tokenizer` and
-:func:`load_model` turn :class:`ModelArguments` into objects.
+names the key and the closest valid ones, never silently ignored; so is a command-line flag (abbreviations
+are not accepted: ``--n_qubit`` is not ``--n_qubits``). :func:`check_optimizer_arguments` and
+:func:`check_model_path` catch bad ``optim_args`` and missing model folders before any data is loaded.
+:func:`load_tokenizer` and :func:`load_model` turn :class:`ModelArguments` into objects.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ __all__ = [
     "GenerationEvalArguments",
     "ModelArguments",
     "RecipeArgumentError",
+    "check_model_path",
+    "check_optimizer_arguments",
     "load_model",
     "load_tokenizer",
     "parse_config_overrides",
@@ -483,24 +487,131 @@ def _unknown_key_message(
     )
 
 
+def _unknown_flag_message(extra: Sequence[str], valid_flags: Sequence[str]) -> str:
+    hints = []
+    for token in extra:
+        flag = token.split("=", 1)[0]
+        if not flag.startswith("--"):
+            continue
+        longer = [f for f in valid_flags if f.startswith(flag)]
+        if longer:
+            hints.append(f"{flag} is not accepted as an abbreviation of {' or '.join(longer[:3])}")
+            continue
+        close = difflib.get_close_matches(flag, valid_flags, n=3, cutoff=0.75)
+        if close:
+            hints.append(f"{flag}: did you mean {' or '.join(close)}?")
+    hint = f" ({'; '.join(hints)})" if hints else ""
+    return f"unrecognized arguments: {' '.join(extra)}{hint}; run with --help to list the flags"
+
+
+def _one_line_errors(parser: argparse.ArgumentParser) -> None:
+    """Make ``parser.error`` print one line (no usage block) and exit with status 2.
+
+    The usage block of a parser holding ``TrainingArguments`` runs to hundreds of lines and buries the
+    message; ``--help`` still prints everything.
+    """
+
+    def error(message: str):
+        parser.exit(2, f"{parser.prog}: error: {message}\n")
+
+    parser.error = error
+
+
+def check_optimizer_arguments(training_args: Any) -> None:
+    """Validate ``optim_args`` now when ``training_args.optim`` is one of this package's optimizers.
+
+    The Trainer only parses ``optim_args`` when it builds the optimizer, after the data is loaded and the
+    model built; a recipe calls this while parsing its arguments so a typo fails at once.
+
+    Args:
+        training_args: a ``TrainingArguments``; other ``optim`` values (``adamw_torch``...) are left to
+            transformers.
+
+    Raises:
+        RecipeArgumentError: the message of
+            :func:`~hf_superpositional.integration.superpositional_optimizer_cls_and_kwargs` (unknown or
+            malformed key, bad value, ``mode=update`` with ``quantum_moment_adamw``) or of the optimizer's
+            own validation (``quantum_weight=-1``, a negative ``learning_rate``...).
+
+    Example:
+        >>> from transformers import TrainingArguments
+        >>> args = TrainingArguments("out", optim="superpositional_adamw", optim_args="bogus=1")
+        >>> check_optimizer_arguments(args)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        hf_superpositional.recipe_args.RecipeArgumentError: TrainingArguments: optim_args: unknown key 'bogus' ...
+    """
+    import torch
+
+    from .integration import is_superpositional_optim, superpositional_optimizer_cls_and_kwargs
+
+    if not is_superpositional_optim(training_args.optim):
+        return
+    try:
+        optimizer_cls, kwargs = superpositional_optimizer_cls_and_kwargs(training_args)
+        # The optimizer checks its hyper-parameters in __init__, whatever the device (fused kernels are only
+        # chosen at step time), so one placeholder tensor also catches what parsing alone lets through:
+        # quantum_weight=-1, n_qubits=0, a negative learning rate.
+        optimizer_cls([torch.zeros(1, requires_grad=True)], **kwargs)
+    except ValueError as error:
+        raise RecipeArgumentError(f"{type(training_args).__name__}: {error}") from None
+
+
+def check_model_path(model_path: str) -> None:
+    """Reject a ``model_path`` that is neither an existing local path nor shaped like a Hub id.
+
+    A missing folder such as ``outputs/run/checkpoint-10`` or ``/data/model`` cannot be a Hub id
+    (``name`` or ``namespace/name``), and huggingface_hub would otherwise answer with an unrelated
+    "Repo id must be in the form ..." error.
+
+    Args:
+        model_path: the folder or Hub id to load.
+
+    Raises:
+        RecipeArgumentError: the path does not exist and cannot be a Hub id.
+
+    Example:
+        >>> check_model_path("meta-llama/Llama-3.2-1B-Instruct")  # Hub-id shaped: left to the loader
+        >>> check_model_path("/no/such/folder")
+        Traceback (most recent call last):
+        ...
+        hf_superpositional.recipe_args.RecipeArgumentError: `model_path` '/no/such/folder' not found (neither a local folder nor a Hub id).
+    """
+    if Path(model_path).exists():
+        return
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(model_path)
+    except HFValidationError:
+        raise RecipeArgumentError(
+            f"`model_path` {model_path!r} not found (neither a local folder nor a Hub id)."
+        ) from None
+
+
 def parse_recipe_args(
     dataclass_types: Sequence[type],
     args: Sequence[str] | None = None,
     prog: str | None = None,
     ignored_config_types: Sequence[type] = (),
+    default_config: str | Path | None = None,
 ) -> tuple[Any, ...]:
     """Parse ``dataclass_types`` from ``--config file.yaml`` and the command line (which wins).
 
     The YAML file is a flat mapping of field names to values, exactly the names of the command-line flags.
     Values from YAML become the parser's defaults, so ``--learning_rate 1e-4`` on the command line overrides
-    ``learning_rate`` in the file, and fields every dataclass requires may come from either.
+    ``learning_rate`` in the file, and fields every dataclass requires may come from either. Flags must be
+    spelled out (``allow_abbrev=False``): argparse would otherwise read ``--n_qubit`` as ``--n_qubits``.
+    A ``TrainingArguments`` whose ``optim`` is this package's has its ``optim_args`` validated here
+    (:func:`check_optimizer_arguments`).
 
     Args:
         dataclass_types: the dataclasses to fill (e.g. ``ModelArguments, DataArguments, TrainingArguments``).
         args: the command-line arguments (default ``sys.argv[1:]``).
-        prog: program name for ``--help``.
+        prog: program name for ``--help`` and error messages.
         ignored_config_types: dataclasses whose fields may appear in the YAML file and are skipped (so an
             evaluation script can read the training YAML); other unknown keys are still errors.
+        default_config: YAML file read when ``--config`` is not given (``None``: none).
 
     Returns:
         One instance per dataclass, in order.
@@ -508,8 +619,9 @@ def parse_recipe_args(
     Raises:
         RecipeArgumentError: a missing or malformed config file, or a key no dataclass has (the message names
             the key, suggests close matches and lists the dataclasses); or an invalid value (the dataclass's
-            own ``ValueError``, re-raised with its message).
-        SystemExit: unknown command-line flags or ``--help`` (argparse's behaviour, exit status 2 or 0).
+            own ``ValueError``, re-raised with its message); or bad ``optim_args``.
+        SystemExit: unknown or abbreviated command-line flags, invalid choices (one ``prog: error:`` line,
+            status 2, naming close matches) or ``--help`` (status 0).
 
     Example:
         >>> model, data = parse_recipe_args([ModelArguments, DataArguments],
@@ -517,26 +629,29 @@ def parse_recipe_args(
         >>> data.max_length, model.model_type
         (128, 'llama')
     """
-    from transformers import HfArgumentParser
+    from transformers import HfArgumentParser, TrainingArguments
 
-    parser = HfArgumentParser(list(dataclass_types), prog=prog)
+    parser = HfArgumentParser(list(dataclass_types), prog=prog, allow_abbrev=False)
+    _one_line_errors(parser)
     parser.add_argument(
         "--config",
         type=str,
-        default=None,
+        default=None if default_config is None else str(default_config),
         help="YAML file of argument values; command-line flags override it.",
     )
-    pre = argparse.ArgumentParser(add_help=False)
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     pre.add_argument("--config", type=str, default=None)
     known, _ = pre.parse_known_args(args)
-    if known.config is not None:
-        values = _load_yaml(known.config)
+    config = known.config if known.config is not None else default_config
+    if config is not None:
+        config = str(config)
+        values = _load_yaml(config)
         dests = {action.dest: action for action in parser._actions}
         valid = sorted(d for d in dests if d not in ("help", "config"))
         ignored = {f.name for t in ignored_config_types for f in dataclasses.fields(t)} - set(valid)
         unknown = [key for key in values if key not in valid and key not in ignored]
         if unknown:
-            raise RecipeArgumentError(_unknown_key_message(unknown, valid, known.config, dataclass_types))
+            raise RecipeArgumentError(_unknown_key_message(unknown, valid, config, dataclass_types))
         for key, value in values.items():
             if key in ignored:
                 continue
@@ -544,7 +659,16 @@ def parse_recipe_args(
             # A value from the file satisfies a required flag; argparse still lets the command line override it.
             action.required = False
             action.default = value
-    namespace = parser.parse_args(args)
+    namespace, extra = parser.parse_known_args(args)
+    if extra:
+        # HfArgumentParser also registers --n-qubits for --n_qubits: suggest the spelling the docs use.
+        flags = [
+            option
+            for action in parser._actions
+            for option in action.option_strings
+            if option.startswith("--") and "-" not in option[2:]
+        ]
+        parser.error(_unknown_flag_message(extra, flags))
     outputs = []
     for dtype in dataclass_types:
         names = {f.name for f in dataclasses.fields(dtype) if f.init}
@@ -555,6 +679,9 @@ def parse_recipe_args(
             raise
         except (ValueError, TypeError) as error:
             raise RecipeArgumentError(f"{dtype.__name__}: {error}") from error
+    for output in outputs:
+        if isinstance(output, TrainingArguments):
+            check_optimizer_arguments(output)
     return tuple(outputs)
 
 

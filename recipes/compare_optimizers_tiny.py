@@ -22,27 +22,39 @@ from pathlib import Path
 
 import torch
 from datasets import Dataset
-from transformers import HfArgumentParser, LlamaConfig, LlamaForCausalLM, Trainer, TrainingArguments, set_seed
+from transformers import LlamaConfig, LlamaForCausalLM, Trainer, TrainingArguments, set_seed
 
 import hf_superpositional  # noqa: F401  (registers optim="superpositional_adamw")
 from hf_superpositional.gsm8k import bundled_gsm8k_path, pad_collate, read_gsm8k_jsonl, tokenize_for_sft
+from hf_superpositional.recipe_args import RecipeArgumentError, check_optimizer_arguments, parse_recipe_args
 from hf_superpositional.tokenizer import train_offline_tokenizer
 
 
 @dataclass
 class DemoArguments:
-    output_dir: str = field(default="outputs/demo", metadata={"help": "Where results.json, table.md and loss_curves.png go."})
+    output_dir: str = field(
+        default="outputs/demo", metadata={"help": "Where results.json, table.md and loss_curves.png go."}
+    )
     arms: str = field(
         default="adamw_torch_fused,superpositional_adamw:quantum_weight=0.1,superpositional_adamw:quantum_weight=0.5",
-        metadata={"help": "Comma-separated optimizer arms, each `optim` or `optim:optim_args` (optim_args joined by ';')."},
+        metadata={
+            "help": "Comma-separated optimizer arms, each `optim` or `optim:optim_args` (optim_args joined by ';')."
+        },
     )
     max_steps: int = field(default=150, metadata={"help": "Optimizer steps per arm."})
-    learning_rate: float = field(default=3e-3, metadata={"help": "Peak learning rate (linear decay, 10% warm-up)."})
+    # "%%": argparse %-formats help texts, and a lone "%" made --help crash.
+    learning_rate: float = field(
+        default=3e-3, metadata={"help": "Peak learning rate (linear decay, 10%% warm-up)."}
+    )
     batch_size: int = field(default=8, metadata={"help": "Sequences per step."})
-    max_length: int = field(default=192, metadata={"help": "Tokens per sequence (longer rows are truncated)."})
+    max_length: int = field(
+        default=192, metadata={"help": "Tokens per sequence (longer rows are truncated)."}
+    )
     hidden_size: int = field(default=64, metadata={"help": "Tiny Llama hidden size."})
     num_layers: int = field(default=2, metadata={"help": "Tiny Llama layers."})
-    seed: int = field(default=0, metadata={"help": "Seed for model init and data order (same for every arm)."})
+    seed: int = field(
+        default=0, metadata={"help": "Seed for model init and data order (same for every arm)."}
+    )
     logging_steps: int = field(default=10, metadata={"help": "Log the training loss every this many steps."})
 
     def __post_init__(self):
@@ -58,25 +70,19 @@ def parse_arm(spec: str) -> tuple[str, str | None]:
     return optim.strip(), (optim_args.replace(";", ",").strip() or None)
 
 
-def run_arm(demo: DemoArguments, optim: str, optim_args: str | None, train, evaluation, tokenizer) -> dict:
-    set_seed(demo.seed)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=demo.hidden_size,
-        intermediate_size=2 * demo.hidden_size,
-        num_hidden_layers=demo.num_layers,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=demo.max_length,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        tie_word_embeddings=True,
-    )
-    model = LlamaForCausalLM(config)
-    name = optim if optim_args is None else f"{optim}({optim_args})"
-    args = TrainingArguments(
-        output_dir=str(Path(demo.output_dir) / "runs" / name.replace("=", "").replace(",", "_").replace("(", "_").rstrip(")")),
+def arm_name(optim: str, optim_args: str | None) -> str:
+    return optim if optim_args is None else f"{optim}({optim_args})"
+
+
+def training_arguments(demo: DemoArguments, optim: str, optim_args: str | None) -> TrainingArguments:
+    """The TrainingArguments of one arm (only ``optim`` / ``optim_args`` differ between arms)."""
+    name = arm_name(optim, optim_args)
+    return TrainingArguments(
+        output_dir=str(
+            Path(demo.output_dir)
+            / "runs"
+            / name.replace("=", "").replace(",", "_").replace("(", "_").rstrip(")")
+        ),
         optim=optim,
         optim_args=optim_args,
         learning_rate=demo.learning_rate,
@@ -97,6 +103,42 @@ def run_arm(demo: DemoArguments, optim: str, optim_args: str | None, train, eval
         dataloader_num_workers=0,
         disable_tqdm=False,
     )
+
+
+def parse_arguments(argv: list[str] | None = None, prog: str = "compare_optimizers_tiny.py") -> DemoArguments:
+    """``DemoArguments`` from the command line (or ``--config file.yaml``), every arm checked up front.
+
+    Raises:
+        RecipeArgumentError: an invalid value, or an arm whose optimizer name or ``optim_args`` is bad (found
+            now, not after the arms before it have trained). Unknown or abbreviated flags exit with status 2.
+    """
+    (demo,) = parse_recipe_args((DemoArguments,), argv, prog=prog)
+    for spec in demo.arms.split(","):
+        try:
+            check_optimizer_arguments(training_arguments(demo, *parse_arm(spec)))
+        except ValueError as error:
+            raise RecipeArgumentError(f"--arms entry {spec!r}: {error}") from None
+    return demo
+
+
+def run_arm(demo: DemoArguments, optim: str, optim_args: str | None, train, evaluation, tokenizer) -> dict:
+    set_seed(demo.seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=demo.hidden_size,
+        intermediate_size=2 * demo.hidden_size,
+        num_hidden_layers=demo.num_layers,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=demo.max_length,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=True,
+    )
+    model = LlamaForCausalLM(config)
+    name = arm_name(optim, optim_args)
+    args = training_arguments(demo, optim, optim_args)
     trainer = Trainer(
         model=model,
         args=args,
@@ -159,14 +201,22 @@ def write_outputs(demo: DemoArguments, results: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    (demo,) = HfArgumentParser(DemoArguments).parse_args_into_dataclasses(args=argv)
+    """Command-line entry point; returns the exit status (2 for bad input, 1 if a run diverged)."""
+    prog = "compare_optimizers_tiny.py"
+    try:
+        demo = parse_arguments(argv, prog=prog)
+    except ValueError as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
     rows = read_gsm8k_jsonl(bundled_gsm8k_path("train"))
     test_rows = read_gsm8k_jsonl(bundled_gsm8k_path("test"))
     tokenizer = train_offline_tokenizer([r["question"] + "\n" + r["answer"] for r in rows])
     train = Dataset.from_list([tokenize_for_sft(r, tokenizer, demo.max_length) for r in rows])
     evaluation = Dataset.from_list([tokenize_for_sft(r, tokenizer, demo.max_length) for r in test_rows])
-    print(f"{len(train)} training rows ({sum(train['truncated'])} truncated to {demo.max_length} tokens), "
-          f"{len(evaluation)} held-out rows, vocabulary {len(tokenizer)}")
+    print(
+        f"{len(train)} training rows ({sum(train['truncated'])} truncated to {demo.max_length} tokens), "
+        f"{len(evaluation)} held-out rows, vocabulary {len(tokenizer)}"
+    )
     train, evaluation = train.remove_columns("truncated"), evaluation.remove_columns("truncated")
 
     results = [run_arm(demo, *parse_arm(spec), train, evaluation, tokenizer) for spec in demo.arms.split(",")]
@@ -175,8 +225,10 @@ def main(argv: list[str] | None = None) -> int:
     base = results[0]
     for r in results[1:]:
         delta = r["eval_loss"] - base["eval_loss"]
-        print(f"{r['arm']}: held-out loss {r['eval_loss']:.4f} vs {base['arm']} {base['eval_loss']:.4f} "
-              f"({'lower' if delta < 0 else 'higher'} by {abs(delta):.4f}; one seed)")
+        print(
+            f"{r['arm']}: held-out loss {r['eval_loss']:.4f} vs {base['arm']} {base['eval_loss']:.4f} "
+            f"({'lower' if delta < 0 else 'higher'} by {abs(delta):.4f}; one seed)"
+        )
     if any(not math.isfinite(r["eval_loss"]) for r in results):
         print("a run diverged (non-finite loss)", file=sys.stderr)
         return 1

@@ -33,7 +33,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling recipe, 
 import gsm8k_finetune as finetune  # noqa: E402
 
 from hf_superpositional.optim_args import parse_optim_args  # noqa: E402
-from hf_superpositional.recipe_args import CompareArguments, parse_recipe_args  # noqa: E402
+from hf_superpositional.recipe_args import (  # noqa: E402
+    CompareArguments,
+    RecipeArgumentError,
+    check_optimizer_arguments,
+    parse_recipe_args,
+)
 from hf_superpositional.trainer import _unwrap_optimizer  # noqa: E402
 
 ARGUMENT_TYPES = (*finetune.ARGUMENT_TYPES, CompareArguments)
@@ -194,8 +199,14 @@ def main(argv: list[str] | None = None) -> int:
         parsed = parse_recipe_args(ARGUMENT_TYPES, argv, prog=prog)
         args, compare = finetune.RecipeArgs(*parsed[:-1]), parsed[-1]
         for optim, optim_args in compare.parsed_arms():
-            if optim_args and optim in ("superpositional_adamw", "quantum_moment_adamw"):
-                parse_optim_args(optim_args)  # bad keys fail now, not after the first arm has trained
+            # Each arm's TrainingArguments as run_arms builds them: a bad optim name or optim_args fails
+            # now, not after the arms before it have trained.
+            try:
+                arm_training = dataclasses.replace(args.training, optim=optim, optim_args=optim_args)
+                check_optimizer_arguments(arm_training)
+            except ValueError as error:
+                arm = optim if optim_args is None else f"{optim}:{optim_args}"
+                raise RecipeArgumentError(f"`arms` entry {arm!r}: {error}") from None
         data = finetune.prepare_data(args)
     except (ValueError, FileNotFoundError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)

@@ -36,6 +36,8 @@ from hf_superpositional.recipe_args import (
     DataArguments,
     EvaluationArguments,
     GenerationEvalArguments,
+    RecipeArgumentError,
+    check_model_path,
     parse_recipe_args,
 )
 
@@ -52,13 +54,41 @@ def _training_only_types() -> tuple[type, ...]:
     return (ModelArguments, QuantumAttentionConfig, TrainingArguments, CompareArguments)
 
 
+def load_model_and_tokenizer(model_path: str) -> tuple[Any, Any]:
+    """The tokenizer (with a pad token) and the model (full or LoRA adapter on its base) at ``model_path``.
+
+    Raises:
+        RecipeArgumentError: ``model_path`` is not a local path and loading it as a Hub id failed (the message
+            keeps the loader's first line: offline, no such repository, ...).
+    """
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_path)
+    except OSError as error:
+        if Path(model_path).exists():
+            raise  # a local folder that is not a model: transformers' message names the missing file
+        # Shaped like a Hub id (check_model_path passed) but neither here nor loadable from the Hub.
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise RecipeArgumentError(
+            f"`model_path` {model_path!r} not found (neither a local folder nor a Hub id: {reason})"
+        ) from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return load_trained_model(model_path), tokenizer
+
+
 def evaluate_model(
-    evaluation: EvaluationArguments, data: DataArguments, generation: GenerationEvalArguments, rows=None
+    evaluation: EvaluationArguments,
+    data: DataArguments,
+    generation: GenerationEvalArguments,
+    rows=None,
+    loaded: tuple[Any, Any] | None = None,
 ) -> dict[str, Any]:
-    """Load the model, compute the held-out loss and the generation accuracy; return the report."""
+    """Load the model (unless ``loaded`` is ``(model, tokenizer)``), compute the held-out loss and the
+    generation accuracy; return the report."""
     import torch
     from accelerate import PartialState
-    from transformers import AutoTokenizer
 
     if rows is None:
         rows = load_gsm8k(
@@ -68,10 +98,7 @@ def evaluate_model(
             data_file=data.eval_file,
             max_samples=data.max_eval_samples,
         )
-    tokenizer = AutoTokenizer.from_pretrained(evaluation.model_path)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model = load_trained_model(evaluation.model_path)
+    model, tokenizer = loaded if loaded is not None else load_model_and_tokenizer(evaluation.model_path)
     device = torch.device(evaluation.device) if evaluation.device else PartialState().device
     model.to(device)
     features, stats = build_sft_dataset(rows, tokenizer, data.max_length, data.assistant_mask)
@@ -143,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         evaluation, data, generation = parse_recipe_args(
             ARGUMENT_TYPES, argv, prog=prog, ignored_config_types=_training_only_types()
         )
+        check_model_path(evaluation.model_path)
         rows = load_gsm8k(
             data.dataset_name,
             data.eval_split,
@@ -153,7 +181,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
-    report = evaluate_model(evaluation, data, generation, rows=rows)
+    try:
+        loaded = load_model_and_tokenizer(evaluation.model_path)
+    # Only the "not found" case: any other loading error keeps its traceback.
+    except RecipeArgumentError as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
+    report = evaluate_model(evaluation, data, generation, rows=rows, loaded=loaded)
     if PartialState().is_main_process:
         path = _output_path(evaluation)
         write_report(report, path)

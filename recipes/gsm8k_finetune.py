@@ -20,7 +20,8 @@ Leaves in ``output_dir``: the model (or LoRA adapter) and tokenizer, ``checkpoin
 ``README.md`` (the model card that ``--push_to_hub`` uploads), ``recipe.log``, ``trainer_state.json`` (log
 history), ``train_results.json``, ``eval_results.json`` (mean held-out loss, strict and flexible GSM8K
 accuracy), ``all_results.json`` and ``generations.jsonl``. Bad input (missing or malformed data, empty
-split, unknown config key) prints one clear error line and exits with status 2.
+split, unknown config key, unknown or abbreviated flag, bad ``optim_args``) prints one clear error line and
+exits with status 2; argument errors are caught before any data is loaded.
 """
 
 from __future__ import annotations

@@ -61,7 +61,12 @@ ARMS: dict[str, dict[str, Any]] = {
         "label": "Superpositional GD λ=0.5",
         "optim": "superpositional_adamw",
         "optim_args": "quantum_weight=0.5,n_qubits=4",
-        "paper": {"final_accuracy": 0.938, "final_accuracy_std": 0.007, "epochs_to_threshold": 4.6, "time_ratio": 1.35},
+        "paper": {
+            "final_accuracy": 0.938,
+            "final_accuracy_std": 0.007,
+            "epochs_to_threshold": 4.6,
+            "time_ratio": 1.35,
+        },
     },
 }
 BASELINE_ARM = "adamw"
@@ -77,8 +82,12 @@ class TextClassificationArguments:
     arms: list[str] = field(
         default_factory=lambda: list(ARMS), metadata={"help": f"Optimizer arms, from {list(ARMS)}."}
     )
-    num_seeds: int = field(default=5, metadata={"help": "Seeds per arm (model init, circuit init, data order)."})
-    first_seed: int = field(default=0, metadata={"help": "Seeds are first_seed .. first_seed + num_seeds - 1."})
+    num_seeds: int = field(
+        default=5, metadata={"help": "Seeds per arm (model init, circuit init, data order)."}
+    )
+    first_seed: int = field(
+        default=0, metadata={"help": "Seeds are first_seed .. first_seed + num_seeds - 1."}
+    )
     num_epochs: int = field(default=10, metadata={"help": "Training epochs per run."})
     threshold: float = field(default=0.9, metadata={"help": "Held-out accuracy for 'epochs to threshold'."})
     # data (hf_superpositional.synthetic.DirectionTaskConfig)
@@ -96,17 +105,26 @@ class TextClassificationArguments:
     dropout: float = field(default=0.1, metadata={"help": "Attention dropout (Llama has no other dropout)."})
     attention: str = field(
         default="quantum",
-        metadata={"help": "'quantum' (the paper's model) or 'eager' (classical ablation).", "choices": list(ATTENTIONS)},
+        metadata={
+            "help": "'quantum' (the paper's model) or 'eager' (classical ablation).",
+            "choices": list(ATTENTIONS),
+        },
     )
     n_qubits: int = field(default=4, metadata={"help": "Qubits of the attention circuit."})
     depth: int = field(default=2, metadata={"help": "Layers of the attention circuit."})
-    gate_init: float = field(default=1.0, metadata={"help": "Initial gate of the circuit term (from scratch: 1)."})
+    gate_init: float = field(
+        default=1.0, metadata={"help": "Initial gate of the circuit term (from scratch: 1)."}
+    )
     # optimisation (paper Table II; schedule and clipping are the TrainingArguments defaults)
     batch_size: int = field(default=32, metadata={"help": "Sequences per optimizer step."})
     learning_rate: float = field(default=1e-3, metadata={"help": "Peak learning rate."})
-    lr_scheduler_type: str = field(default="linear", metadata={"help": "TrainingArguments lr_scheduler_type."})
+    lr_scheduler_type: str = field(
+        default="linear", metadata={"help": "TrainingArguments lr_scheduler_type."}
+    )
     # execution
-    num_workers: int = field(default=2, metadata={"help": "Parallel training processes (1: in this process)."})
+    num_workers: int = field(
+        default=2, metadata={"help": "Parallel training processes (1: in this process)."}
+    )
     torch_threads: int = field(default=1, metadata={"help": "torch threads per process."})
 
     def __post_init__(self):
@@ -117,8 +135,21 @@ class TextClassificationArguments:
             raise ValueError(f"--arms must include the baseline {BASELINE_ARM!r}, got {self.arms!r}.")
         if len(set(self.arms)) != len(self.arms):
             raise ValueError(f"--arms must not repeat an arm, got {self.arms!r}.")
-        for name in ("num_seeds", "num_epochs", "num_train", "num_test", "hidden_size", "num_heads", "ffn_size",
-                     "num_layers", "batch_size", "num_workers", "torch_threads", "n_qubits", "depth"):
+        for name in (
+            "num_seeds",
+            "num_epochs",
+            "num_train",
+            "num_test",
+            "hidden_size",
+            "num_heads",
+            "ffn_size",
+            "num_layers",
+            "batch_size",
+            "num_workers",
+            "torch_threads",
+            "n_qubits",
+            "depth",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}.")
         for name in ("first_seed", "data_seed"):
@@ -133,7 +164,9 @@ class TextClassificationArguments:
         if self.attention not in ATTENTIONS:
             raise ValueError(f"--attention must be one of {list(ATTENTIONS)}, got {self.attention!r}.")
         if self.hidden_size % self.num_heads:
-            raise ValueError(f"--hidden_size ({self.hidden_size}) must be divisible by --num_heads ({self.num_heads}).")
+            raise ValueError(
+                f"--hidden_size ({self.hidden_size}) must be divisible by --num_heads ({self.num_heads})."
+            )
         self.task_config()  # validates seq_len / num_words / follow_prob with the dataset's own messages
 
     @property
@@ -143,29 +176,25 @@ class TextClassificationArguments:
     def task_config(self):
         from hf_superpositional.synthetic import DirectionTaskConfig
 
-        return DirectionTaskConfig(seq_len=self.seq_len, num_words=self.num_words, follow_prob=self.follow_prob)
+        return DirectionTaskConfig(
+            seq_len=self.seq_len, num_words=self.num_words, follow_prob=self.follow_prob
+        )
 
 
-def parse_arguments(argv: list[str] | None = None) -> TextClassificationArguments:
-    """YAML defaults (``--config``, default: the file beside this script), then CLI flags on top."""
-    from transformers import HfArgumentParser
+def parse_arguments(
+    argv: list[str] | None = None, prog: str = "text_classification.py"
+) -> TextClassificationArguments:
+    """YAML defaults (``--config``, default: the file beside this script), then CLI flags on top.
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    config_path = DEFAULT_CONFIG
-    if "--config" in argv:
-        index = argv.index("--config")
-        if index + 1 >= len(argv):
-            raise ValueError("--config needs a path to a YAML file.")
-        config_path = Path(argv[index + 1])
-        del argv[index : index + 2]
-    parser = HfArgumentParser(TextClassificationArguments)
-    if config_path.is_file():
-        # parse_yaml_file rejects unknown keys and validates; its values become the parser's defaults.
-        (from_yaml,) = parser.parse_yaml_file(str(config_path))
-        parser.set_defaults(**dataclasses.asdict(from_yaml))
-    elif config_path != DEFAULT_CONFIG:
-        raise FileNotFoundError(f"--config: no such file {config_path}")
-    (arguments,) = parser.parse_args_into_dataclasses(args=argv)
+    Raises:
+        ValueError: (a ``RecipeArgumentError``) a missing or malformed YAML file, an unknown key in it (named,
+            with close matches), or an invalid value. Unknown or abbreviated flags exit with status 2.
+    """
+    from hf_superpositional.recipe_args import parse_recipe_args
+
+    (arguments,) = parse_recipe_args(
+        (TextClassificationArguments,), argv, prog=prog, default_config=DEFAULT_CONFIG
+    )
     return arguments
 
 
@@ -399,7 +428,10 @@ def run_all(arguments: TextClassificationArguments) -> list[dict[str, Any]]:
 
 
 def build_results(
-    arguments: TextClassificationArguments, runs: list[dict[str, Any]], wall_seconds: float, cpu_seconds: float
+    arguments: TextClassificationArguments,
+    runs: list[dict[str, Any]],
+    wall_seconds: float,
+    cpu_seconds: float,
 ) -> dict:
     """The results dict of :mod:`hf_superpositional.reporting`, plus the configuration and environment."""
     import numpy as np
@@ -481,9 +513,16 @@ def _cpu_seconds() -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status (2 for bad input, 1 if a run gave no accuracy)."""
     import warnings
 
-    arguments = parse_arguments(argv)
+    prog = "text_classification.py"
+    try:
+        arguments = parse_arguments(argv, prog=prog)
+    except ValueError as error:
+        # Bad flags, config file or values: one clear line, not a traceback.
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
     from hf_superpositional.reporting import write_report
 
     warnings.filterwarnings("ignore", category=UserWarning)  # the fp16-needs-CUDA preset note, once per run

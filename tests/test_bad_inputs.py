@@ -5,9 +5,11 @@ Each case below is one row of the table in ``tests/README.md`` and one test (its
 - ``test_python_entry_point_rejects`` -- the optimizer, ``optim_args`` (parsed, and through ``TrainingArguments``
   and the Trainer), ``QuantumAttentionConfig``, ``apply_quantum_attention``, the data loaders: the exception
   type and a message naming the argument (and the allowed values) are asserted;
-- ``test_recipe_command_line_rejects`` (slow) -- every recipe's command line and YAML config; all cases run in
+- ``test_recipe_command_line_rejects`` (slow) -- every recipe's command line and YAML config (unknown,
+  misspelt and abbreviated flags and keys, bad values, bad optimizer arms, missing files); all cases run in
   ONE process (``tests/dist_scripts/recipe_bad_inputs.py``, each exactly as from its command line), and the
-  exit status and the message are asserted;
+  exit status (2), the message and that it is one ``prog: error:`` line (no traceback, no usage block) are
+  asserted;
 - ``test_readme_table_lists_every_case`` -- the README table and these cases agree row for row (rows that
   point at tests in other files -- checkpoints, non-finite gradients -- must name a test that exists).
 
@@ -285,11 +287,12 @@ FT, EV, CMP = "recipes/gsm8k_finetune.py", "recipes/gsm8k_evaluate.py", "recipes
 TINY, TC = "recipes/compare_optimizers_tiny.py", "recipes/text_classification.py"
 TINY_CONFIG = ("--config", "recipes/configs/gsm8k_tiny_offline.yaml", "--output_dir", "{tmp}/out")
 EXIT2 = (2,)
-TRACEBACK = (1,)  # an uncaught exception: Python prints the traceback and exits with status 1
 
 # fmt: off
 CLI_CASES: list[CliCase] = [
     CliCase("cli-finetune-unknown-flag", FT, "`--bogus_flag 3`", EXIT2, r"unrecognized arguments: --bogus_flag 3", (FT, *TINY_CONFIG, "--bogus_flag", "3")),
+    CliCase("cli-finetune-flag-typo", FT, "`--lerning_rate 0.1`", EXIT2, r"unrecognized arguments: --lerning_rate 0\.1 \(--lerning_rate: did you mean --learning_rate\?\)", (FT, *TINY_CONFIG, "--lerning_rate", "0.1")),
+    CliCase("cli-finetune-abbreviated-flag", FT, "`--n_qubit 3` (abbreviation of `--n_qubits`)", EXIT2, r"unrecognized arguments: --n_qubit 3 \(--n_qubit is not accepted as an abbreviation of --n_qubits\)", (FT, *TINY_CONFIG, "--n_qubit", "3")),
     CliCase("cli-finetune-yaml-unknown-key", FT, "YAML config with an unknown key", EXIT2, r"unknown\.yaml: unknown key\(s\) 'bogus_key'", (FT, "--config", "{tmp}/unknown.yaml", "--output_dir", "{tmp}/out")),
     CliCase("cli-finetune-yaml-bad-value", FT, "YAML config with `n_qubits: 0`", EXIT2, r"`n_qubits` must be an integer >= 1, got 0", (FT, "--config", "{tmp}/bad_value.yaml", "--output_dir", "{tmp}/out")),
     CliCase("cli-finetune-missing-config", FT, "`--config nope.yaml`", EXIT2, r"config file not found: .*nope\.yaml", (FT, "--config", "{tmp}/nope.yaml")),
@@ -298,19 +301,30 @@ CLI_CASES: list[CliCase] = [
     CliCase("cli-finetune-n-qubits", FT, "`--n_qubits 0`", EXIT2, r"QuantumAttentionConfig: `n_qubits` must be an integer >= 1, got 0", (FT, *TINY_CONFIG, "--n_qubits", "0")),
     CliCase("cli-finetune-max-length", FT, "`--max_length 0`", EXIT2, r"`max_length` must be None or an integer >= 8, got 0", (FT, *TINY_CONFIG, "--max_length", "0")),
     CliCase("cli-finetune-optim-typo", FT, "`--optim superpositional_adamx`", EXIT2, r"argument --optim: invalid choice: 'superpositional_adamx'", (FT, *TINY_CONFIG, "--optim", "superpositional_adamx")),
-    CliCase("cli-finetune-optim-args", FT, "`--optim_args bogus=1`", TRACEBACK, rf"ValueError: optim_args: unknown key 'bogus'.*{VALID_KEYS}", (FT, *TINY_CONFIG, "--optim_args", "bogus=1"), shown="ValueError (traceback, exit 1, after the data is loaded and the model built): `optim_args: unknown key 'bogus' ... Valid keys: ...`"),
-    CliCase("cli-evaluate-missing-model", EV, "`--model_path` a folder that does not exist", TRACEBACK, r"OSError: Repo id must be in the form .*nomodel", (EV, "--model_path", "{tmp}/nomodel", "--dataset_name", "bundled"), shown="OSError (traceback, exit 1) from huggingface_hub: `Repo id must be in the form 'repo_name' or 'namespace/repo_name': '<path>'` -- unclear, reported"),
-    CliCase("cli-compare-bad-arm", CMP, "`--arms superpositional_adamw:bogus=1`", EXIT2, rf"optim_args: unknown key 'bogus'.*{VALID_KEYS}", (CMP, *TINY_CONFIG, "--arms", "superpositional_adamw:bogus=1")),
-    CliCase("cli-tiny-max-steps", TINY, "`--max_steps 0`", TRACEBACK, r"ValueError: --max_steps must be >= 1, got 0", (TINY, "--max_steps", "0")),
-    CliCase("cli-tiny-unknown-flag", TINY, "`--bogus_flag 2`", TRACEBACK, r"ValueError: Some specified arguments are not used by the HfArgumentParser: \['--bogus_flag', '2'\]", (TINY, "--bogus_flag", "2")),
-    CliCase("cli-tiny-bad-arm", TINY, "`--arms superpositional_adamw:bogus=1`", TRACEBACK, rf"ValueError: optim_args: unknown key 'bogus'.*{VALID_KEYS}", (TINY, "--max_steps", "1", "--arms", "superpositional_adamw:bogus=1", "--output_dir", "{tmp}/tiny")),
-    CliCase("cli-tc-bad-arm", TC, "`--arms adamw bogus`", TRACEBACK, r"--arms must be a non-empty list from \['adamw', 'quantum_moment_adamw', 'sgd_lambda_0.1', 'sgd_lambda_0.5'\]", (TC, "--arms", "adamw", "bogus")),
-    CliCase("cli-tc-no-baseline", TC, "`--arms sgd_lambda_0.5`", TRACEBACK, r"--arms must include the baseline 'adamw'", (TC, "--arms", "sgd_lambda_0.5")),
-    CliCase("cli-tc-epochs", TC, "`--num_epochs 0`", TRACEBACK, r"--num_epochs must be >= 1, got 0", (TC, "--num_epochs", "0")),
-    CliCase("cli-tc-follow-prob", TC, "`--follow_prob 2`", TRACEBACK, r"`follow_prob` must be in \(0, 1\], got 2", (TC, "--follow_prob", "2")),
-    CliCase("cli-tc-missing-config", TC, "`--config nope.yaml`", TRACEBACK, r"FileNotFoundError: --config: no such file .*nope\.yaml", (TC, "--config", "{tmp}/nope.yaml")),
-    CliCase("cli-tc-yaml-unknown-key", TC, "YAML config with an unknown key", TRACEBACK, r"ValueError: Some keys are not used by the HfArgumentParser: \['bogus_key'\]", (TC, "--config", "{tmp}/unknown.yaml"), shown="ValueError (traceback, exit 1): `Some keys are not used by the HfArgumentParser: ['bogus_key']` -- does not name the YAML file, reported"),
-    CliCase("cli-tc-unknown-flag", TC, "`--bogus_flag 2`", TRACEBACK, r"ValueError: Some specified arguments are not used by the HfArgumentParser: \['--bogus_flag', '2'\]", (TC, "--bogus_flag", "2")),
+    CliCase("cli-finetune-optim-args", FT, "`--optim_args bogus=1` (checked while parsing, before any data is loaded)", EXIT2, rf"TrainingArguments: optim_args: unknown key 'bogus'.*{VALID_KEYS}", (FT, *TINY_CONFIG, "--optim_args", "bogus=1")),
+    CliCase("cli-finetune-optim-args-negative", FT, "`--optim_args quantum_weight=-1`", EXIT2, r"TrainingArguments: quantum_weight must be a non-negative float \(allowed range: quantum_weight >= 0\)", (FT, *TINY_CONFIG, "--optim_args", "quantum_weight=-1")),
+    CliCase("cli-finetune-moment-mode", FT, "`--optim quantum_moment_adamw --optim_args mode=update`", EXIT2, r"TrainingArguments: optim='quantum_moment_adamw' always uses mode='moment', but mode='update' was given", (FT, *TINY_CONFIG, "--optim", "quantum_moment_adamw", "--optim_args", "mode=update")),
+    CliCase("cli-evaluate-missing-model", EV, "`--model_path` a folder that does not exist", EXIT2, r"`model_path` '.*nomodel' not found \(neither a local folder nor a Hub id\)", (EV, "--model_path", "{tmp}/nomodel", "--dataset_name", "bundled"), shown="exit 2: ``model_path` '<tmp>/nomodel' not found (neither a local folder nor a Hub id)`"),
+    CliCase("cli-evaluate-missing-hub-shaped", EV, "`--model_path outputs/nomodel` (missing, shaped like a Hub id; offline)", EXIT2, r"`model_path` 'outputs/nomodel' not found \(neither a local folder nor a Hub id: ", (EV, "--model_path", "outputs/nomodel", "--dataset_name", "bundled"), shown="exit 2: ``model_path` 'outputs/nomodel' not found (neither a local folder nor a Hub id: <the loader's first line>)`"),
+    CliCase("cli-evaluate-abbreviated-flag", EV, "`--model <folder>` (abbreviation of `--model_path`)", EXIT2, r"unrecognized arguments: --model .*is not accepted as an abbreviation of --model_path", (EV, "--model", "{tmp}/m"), shown="exit 2: `unrecognized arguments: --model <folder> (--model is not accepted as an abbreviation of --model_path)`"),
+    CliCase("cli-compare-bad-arm", CMP, "`--arms superpositional_adamw:bogus=1`", EXIT2, rf"`arms` entry 'superpositional_adamw:bogus=1': TrainingArguments: optim_args: unknown key 'bogus'.*{VALID_KEYS}", (CMP, *TINY_CONFIG, "--arms", "superpositional_adamw:bogus=1")),
+    CliCase("cli-compare-bad-arm-name", CMP, "`--arms adamw_torch superpositional_adamx` (second arm)", EXIT2, r"`arms` entry 'superpositional_adamx': superpositional_adamx is not a valid OptimizerNames, please select one of \[.*'superpositional_adamw', 'quantum_moment_adamw'\]", (CMP, *TINY_CONFIG, "--arms", "adamw_torch", "superpositional_adamx")),
+    CliCase("cli-compare-abbreviated-flag", CMP, "`--arm adamw_torch` (abbreviation of `--arms`)", EXIT2, r"unrecognized arguments: --arm adamw_torch \(--arm is not accepted as an abbreviation of --arms\)", (CMP, *TINY_CONFIG, "--arm", "adamw_torch")),
+    CliCase("cli-tiny-max-steps", TINY, "`--max_steps 0`", EXIT2, r"DemoArguments: --max_steps must be >= 1, got 0", (TINY, "--max_steps", "0")),
+    CliCase("cli-tiny-unknown-flag", TINY, "`--bogus_flag 2`", EXIT2, r"unrecognized arguments: --bogus_flag 2; run with --help to list the flags", (TINY, "--bogus_flag", "2")),
+    CliCase("cli-tiny-abbreviated-flag", TINY, "`--max_step 2` (abbreviation of `--max_steps`)", EXIT2, r"unrecognized arguments: --max_step 2 \(--max_step is not accepted as an abbreviation of --max_steps\)", (TINY, "--max_step", "2")),
+    CliCase("cli-tiny-bad-arm", TINY, "`--arms adamw_torch,superpositional_adamw:bogus=1` (checked before any arm trains)", EXIT2, rf"--arms entry 'superpositional_adamw:bogus=1': TrainingArguments: optim_args: unknown key 'bogus'.*{VALID_KEYS}", (TINY, "--max_steps", "1", "--arms", "adamw_torch,superpositional_adamw:bogus=1", "--output_dir", "{tmp}/tiny")),
+    CliCase("cli-tiny-bad-arm-name", TINY, "`--arms adamw_torch,adamx`", EXIT2, r"--arms entry 'adamx': adamx is not a valid OptimizerNames, please select one of \[", (TINY, "--arms", "adamw_torch,adamx", "--output_dir", "{tmp}/tiny"), shown="exit 2: `--arms entry 'adamx': adamx is not a valid OptimizerNames, please select one of [...]`"),
+    CliCase("cli-tc-bad-arm", TC, "`--arms adamw bogus`", EXIT2, r"TextClassificationArguments: --arms must be a non-empty list from \['adamw', 'quantum_moment_adamw', 'sgd_lambda_0.1', 'sgd_lambda_0.5'\]", (TC, "--arms", "adamw", "bogus")),
+    CliCase("cli-tc-no-baseline", TC, "`--arms sgd_lambda_0.5`", EXIT2, r"TextClassificationArguments: --arms must include the baseline 'adamw'", (TC, "--arms", "sgd_lambda_0.5")),
+    CliCase("cli-tc-epochs", TC, "`--num_epochs 0`", EXIT2, r"TextClassificationArguments: --num_epochs must be >= 1, got 0", (TC, "--num_epochs", "0")),
+    CliCase("cli-tc-follow-prob", TC, "`--follow_prob 2`", EXIT2, r"`follow_prob` must be in \(0, 1\], got 2", (TC, "--follow_prob", "2")),
+    CliCase("cli-tc-attention", TC, "`--attention sdpa`", EXIT2, r"argument --attention: invalid choice: 'sdpa' \(choose from 'quantum', 'eager'\)", (TC, "--attention", "sdpa")),
+    CliCase("cli-tc-missing-config", TC, "`--config nope.yaml`", EXIT2, r"config file not found: .*nope\.yaml", (TC, "--config", "{tmp}/nope.yaml")),
+    CliCase("cli-tc-yaml-unknown-key", TC, "YAML config with an unknown key", EXIT2, r"unknown\.yaml: unknown key\(s\) 'bogus_key'", (TC, "--config", "{tmp}/unknown.yaml")),
+    CliCase("cli-tc-yaml-key-typo", TC, "YAML config with `num_epoch: 3` (typo)", EXIT2, r"typo\.yaml: unknown key\(s\) 'num_epoch' \(did you mean 'num_epochs'\?\)", (TC, "--config", "{tmp}/typo.yaml")),
+    CliCase("cli-tc-unknown-flag", TC, "`--bogus_flag 2`", EXIT2, r"unrecognized arguments: --bogus_flag 2; run with --help to list the flags", (TC, "--bogus_flag", "2")),
+    CliCase("cli-tc-abbreviated-flag", TC, "`--num_epoch 2` (abbreviation of `--num_epochs`)", EXIT2, r"unrecognized arguments: --num_epoch 2 \(--num_epoch is not accepted as an abbreviation of --num_epochs\)", (TC, "--num_epoch", "2")),
 ]
 # fmt: on
 
@@ -325,6 +339,7 @@ def cli_results(tmp_path_factory):
         .replace("n_qubits: 4", "n_qubits: 0")
     )
     (tmp / "malformed.jsonl").write_text("not json\n")
+    (tmp / "typo.yaml").write_text("num_epoch: 3\n")
     cases = {
         c.id: {"script": c.argv[0], "argv": [a.replace("{tmp}", str(tmp)) for a in c.argv[1:]]}
         for c in CLI_CASES
@@ -347,6 +362,12 @@ def test_recipe_command_line_rejects(case, cli_results):
     text = (result["exception"] or "") + "\n" + result["stderr"]
     assert result["status"] in case.status, text[-2000:]
     assert re.search(case.match, text, re.S), text[-2000:]
+    if result["status"] == 2:  # one `prog: error:` line: no traceback, no argparse usage block
+        assert "Traceback" not in result["stderr"] and "usage:" not in result["stderr"], result["stderr"][
+            -2000:
+        ]
+        prog = Path(case.entry).name
+        assert sum(line.startswith(f"{prog}: error: ") for line in result["stderr"].splitlines()) == 1
 
 
 # --------------------------------------------------------------------------------------------------

@@ -19,6 +19,8 @@ from hf_superpositional.recipe_args import (
     GenerationEvalArguments,
     ModelArguments,
     RecipeArgumentError,
+    check_model_path,
+    check_optimizer_arguments,
     load_model,
     load_tokenizer,
     parse_config_overrides,
@@ -178,6 +180,88 @@ def test_bad_config_files_and_values(tmp_path):
     with pytest.raises(SystemExit) as exit_info:  # unknown flags: argparse's own error and status 2
         parse_recipe_args((DataArguments,), ["--no_such_flag", "1"])
     assert exit_info.value.code == 2
+
+
+def test_flags_must_be_spelled_out_and_errors_are_one_line(capsys):
+    # argparse's default (allow_abbrev=True) would silently read --max_len as --max_length.
+    with pytest.raises(SystemExit) as exit_info:
+        parse_recipe_args((DataArguments,), ["--max_len", "64"], prog="recipe.py")
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "recipe.py: error: unrecognized arguments: --max_len 64 (--max_len is not accepted as an abbreviation "
+        "of --max_length); run with --help to list the flags\n"
+    )
+    with pytest.raises(SystemExit):
+        parse_recipe_args((DataArguments,), ["--max_lenght=64"], prog="recipe.py")
+    assert "(--max_lenght: did you mean --max_length?)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # invalid choice: argparse's message, without the usage block
+        parse_recipe_args((DataArguments,), ["--assistant_mask", "all"], prog="recipe.py")
+    err = capsys.readouterr().err
+    assert err.startswith(
+        "recipe.py: error: argument --assistant_mask/--assistant-mask: invalid choice: 'all' "
+        "(choose from 'auto', 'generation', 'prefix')"
+    )
+    assert "usage:" not in err and err.count("\n") == 1
+    (data,) = parse_recipe_args((DataArguments,), ["--max_length", "64", "--max-train-samples", "3"])
+    assert (data.max_length, data.max_train_samples) == (64, 3)  # full names (either spelling) still work
+
+
+def test_default_config_is_read_unless_config_is_given(tmp_path):
+    default = _yaml(tmp_path, {"max_length": 100, "eval_split": "train"}, "default.yaml")
+    other = _yaml(tmp_path, {"max_length": 50}, "other.yaml")
+    (data,) = parse_recipe_args((DataArguments,), ["--max_train_samples", "4"], default_config=default)
+    assert (data.max_length, data.eval_split, data.max_train_samples) == (100, "train", 4)
+    (data,) = parse_recipe_args((DataArguments,), ["--config", other], default_config=default)
+    assert (data.max_length, data.eval_split) == (50, "test")  # the default file is not merged in
+    (data,) = parse_recipe_args((DataArguments,), ["--max_length", "64"], default_config=default)
+    assert data.max_length == 64
+
+
+@pytest.mark.parametrize(
+    "optim, optim_args, message",
+    [
+        ("superpositional_adamw", "bogus=1", r"TrainingArguments: optim_args: unknown key 'bogus'"),
+        ("superpositional_adamw", "quantum_weight", r"malformed piece 'quantum_weight'"),
+        ("quantum_moment_adamw", "mode=update", r"always uses mode='moment', but mode='update' was given"),
+    ],
+)
+def test_optim_args_are_checked_while_parsing(tmp_path, optim, optim_args, message):
+    argv = [*TINY, "--output_dir", str(tmp_path), "--optim", optim, "--optim_args", optim_args]
+    with pytest.raises(RecipeArgumentError, match=message):
+        parse_recipe_args(TYPES, argv)
+
+
+def test_check_optimizer_arguments_leaves_other_optimizers_and_good_args_alone(tmp_path):
+    out = str(tmp_path)
+    # transformers' own optimizers parse optim_args themselves (and differently): not ours to judge.
+    check_optimizer_arguments(
+        TrainingArguments(out, optim="adamw_torch", optim_args="bogus=1", report_to="none")
+    )
+    check_optimizer_arguments(
+        TrainingArguments(
+            out, optim="superpositional_adamw", optim_args="quantum_weight=0.5", report_to="none"
+        )
+    )
+    # Values parsing accepts but the optimizer rejects are caught too (without a model or a device).
+    with pytest.raises(RecipeArgumentError, match="quantum_weight must be a non-negative float"):
+        check_optimizer_arguments(
+            TrainingArguments(
+                out, optim="superpositional_adamw", optim_args="quantum_weight=-1", report_to="none"
+            )
+        )
+    with pytest.raises(RecipeArgumentError, match="lr must be a non-negative float"):
+        check_optimizer_arguments(
+            TrainingArguments(out, optim="quantum_moment_adamw", learning_rate=-1.0, report_to="none")
+        )
+
+
+def test_check_model_path(tmp_path):
+    check_model_path(str(tmp_path))  # an existing folder
+    check_model_path("meta-llama/Llama-3.2-1B-Instruct")  # Hub-id shaped: left to the loader
+    for missing in (tmp_path / "nomodel", "./nomodel", "outputs/run/checkpoint-10"):
+        with pytest.raises(RecipeArgumentError, match=r"not found \(neither a local folder nor a Hub id\)"):
+            check_model_path(str(missing))
 
 
 def test_paper_config_matches_table_iii_preset():

@@ -7,6 +7,7 @@ import importlib.util
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -33,17 +34,26 @@ def recipe():
 def test_yaml_holds_the_dataclass_defaults(recipe):
     from transformers import HfArgumentParser
 
-    (from_yaml,) = HfArgumentParser(recipe.TextClassificationArguments).parse_yaml_file(str(recipe.DEFAULT_CONFIG))
+    (from_yaml,) = HfArgumentParser(recipe.TextClassificationArguments).parse_yaml_file(
+        str(recipe.DEFAULT_CONFIG)
+    )
     assert dataclasses.asdict(from_yaml) == dataclasses.asdict(recipe.TextClassificationArguments())
     # the paper's Table II numbers
-    assert (from_yaml.hidden_size, from_yaml.num_heads, from_yaml.ffn_size, from_yaml.num_layers) == (64, 4, 128, 2)
+    assert (from_yaml.hidden_size, from_yaml.num_heads, from_yaml.ffn_size, from_yaml.num_layers) == (
+        64,
+        4,
+        128,
+        2,
+    )
     assert (from_yaml.dropout, from_yaml.n_qubits, from_yaml.depth, from_yaml.gate_init) == (0.1, 4, 2, 1.0)
     assert (from_yaml.batch_size, from_yaml.learning_rate, from_yaml.num_seeds) == (32, 1e-3, 5)
     assert from_yaml.arms == ["adamw", "quantum_moment_adamw", "sgd_lambda_0.1", "sgd_lambda_0.5"]
 
 
 def test_cli_overrides_yaml(recipe, tmp_path):
-    args = recipe.parse_arguments(["--num_seeds", "2", "--arms", "adamw", "sgd_lambda_0.5", "--attention", "eager"])
+    args = recipe.parse_arguments(
+        ["--num_seeds", "2", "--arms", "adamw", "sgd_lambda_0.5", "--attention", "eager"]
+    )
     assert args.num_seeds == 2 and args.seeds == [0, 1]
     assert args.arms == ["adamw", "sgd_lambda_0.5"] and args.attention == "eager"
     assert args.num_epochs == 10  # untouched keys keep the YAML value
@@ -62,8 +72,27 @@ def test_bad_arguments_are_rejected(recipe):
         recipe.parse_arguments(["--threshold", "1.5"])
     with pytest.raises(ValueError, match="follow_prob"):
         recipe.parse_arguments(["--follow_prob", "0"])
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(ValueError, match=r"config file not found: /nonexistent\.yaml"):
         recipe.parse_arguments(["--config", "/nonexistent.yaml"])
+
+
+def test_bad_command_lines_exit_2_with_one_line(recipe, tmp_path, capsys):
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("num_epoch: 3\n")
+    cases = {
+        "--num_epoch 2": r"--num_epoch is not accepted as an abbreviation of --num_epochs",  # once ran a full run
+        "--num_epochs 0": r"--num_epochs must be >= 1, got 0",
+        f"--config {typo}": r"typo\.yaml: unknown key\(s\) 'num_epoch' \(did you mean 'num_epochs'\?\)",
+    }
+    for argv, message in cases.items():
+        try:
+            status = recipe.main(argv.split())
+        except SystemExit as done:  # argparse's errors (unknown flags) exit from inside the parser
+            status = done.code
+        assert status == 2, argv
+        err = capsys.readouterr().err
+        assert re.search(message, err) and err.startswith("text_classification.py: error: "), err
+        assert err.count("\n") == 1 and "Traceback" not in err, err
 
 
 def test_arms_use_the_registered_optimizer_names(recipe):
@@ -111,8 +140,20 @@ def test_quantum_attention_patches_the_sequence_classifier(recipe):
 def test_one_seed_two_epoch_run_writes_sane_files(tmp_path):
     out = tmp_path / "tc"
     command = [
-        sys.executable, str(RECIPE), "--output_dir", str(out), "--num_seeds", "1", "--num_epochs", "2",
-        "--num_train", "256", "--num_test", "256", "--num_workers", "2",
+        sys.executable,
+        str(RECIPE),
+        "--output_dir",
+        str(out),
+        "--num_seeds",
+        "1",
+        "--num_epochs",
+        "2",
+        "--num_train",
+        "256",
+        "--num_test",
+        "256",
+        "--num_workers",
+        "2",
     ]
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
@@ -121,7 +162,12 @@ def test_one_seed_two_epoch_run_writes_sane_files(tmp_path):
     assert "runs (arm x seed)" in result.stderr  # the progress bar ran
 
     payload = json.loads((out / "results.json").read_text())
-    assert [arm["name"] for arm in payload["arms"]] == ["adamw", "quantum_moment_adamw", "sgd_lambda_0.1", "sgd_lambda_0.5"]
+    assert [arm["name"] for arm in payload["arms"]] == [
+        "adamw",
+        "quantum_moment_adamw",
+        "sgd_lambda_0.1",
+        "sgd_lambda_0.5",
+    ]
     for arm in payload["arms"]:
         (run,) = arm["runs"]
         assert run["seed"] == 0 and len(run["eval_accuracy"]) == 2 and len(run["eval_loss"]) == 2
@@ -139,7 +185,14 @@ def test_one_seed_two_epoch_run_writes_sane_files(tmp_path):
     assert 0.9 < payload["bayes_accuracy"] < 1.0
 
     table = (out / "table.md").read_text()
-    for label in ("AdamW", "quantum-moment AdamW λ=0.1", "Superpositional GD λ=0.1", "Superpositional GD λ=0.5", "93.8 ± 0.7", "Verdict"):
+    for label in (
+        "AdamW",
+        "quantum-moment AdamW λ=0.1",
+        "Superpositional GD λ=0.1",
+        "Superpositional GD λ=0.5",
+        "93.8 ± 0.7",
+        "Verdict",
+    ):
         assert label in table
     png = (out / "curves.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000

@@ -134,15 +134,29 @@ def quantum_attention_forward(
     key_states = repeat_kv(key, n_rep)
     value_states = repeat_kv(value, n_rep)
 
-    attn_weights = torch.matmul(query, key_states.transpose(2, 3)) * scaling
-    circuit = getattr(module, QUANTUM_MODULE_NAME, None)
-    if circuit is not None:
-        # Called as a module (not via .coefficients()) so hooks and PEFT's ModulesToSaveWrapper dispatch.
-        attn_weights = circuit(attn_weights, scaling)
+    attn_weights = torch.matmul(query, key_states.transpose(2, 3))
     causal = _resolve_is_causal(module, query.shape[2], attention_mask, is_causal)
-    attn_weights = apply_attention_mask(attn_weights, attention_mask, causal)
-
-    attn_weights = nn.functional.softmax(attn_weights, dim=-1, dtype=torch.float32).to(query.dtype)
+    circuit = getattr(module, QUANTUM_MODULE_NAME, None)
+    if circuit is None:
+        attn_weights = apply_attention_mask(attn_weights * scaling, attention_mask, causal)
+        attn_weights = nn.functional.softmax(attn_weights, dim=-1, dtype=torch.float32)
+    else:
+        # The softmax scale, the causal mask (when there is no mask tensor) and the softmax are applied with
+        # the circuit term, in its own buffer: the same values as the separate ops, without their
+        # score-sized tensors in forward and backward (the masked half of the scores is not computed at
+        # all). fp16/bf16 logits are scaled in their own dtype first, as eager attention does, so that a
+        # gate-0 circuit stays bit-identical to it.
+        fuse_scale = attn_weights.dtype in (torch.float32, torch.float64)
+        if not fuse_scale:
+            attn_weights = attn_weights * scaling
+        # Called as a module (not via .coefficients()) so hooks and PEFT's ModulesToSaveWrapper dispatch.
+        if attention_mask is None:
+            attn_weights = circuit(attn_weights, scaling, causal=causal, unscaled=fuse_scale, softmax=True)
+        else:
+            attn_weights = circuit(attn_weights, scaling, unscaled=fuse_scale)
+            attn_weights = apply_attention_mask(attn_weights, attention_mask, causal)
+            attn_weights = nn.functional.softmax(attn_weights, dim=-1, dtype=torch.float32)
+    attn_weights = attn_weights.to(query.dtype)
     attn_weights = nn.functional.dropout(attn_weights, p=dropout, training=module.training)
     attn_output = torch.matmul(attn_weights, value_states)
     attn_output = attn_output.transpose(1, 2).contiguous()

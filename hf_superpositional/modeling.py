@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from .config import QuantumAttentionConfig
-from .functional.fourier import add_circuit_term, fourier_coefficients, readout_frequency
+from .functional.fourier import add_circuit_term, circuit_softmax, fourier_coefficients, readout_frequency
 
 __all__ = ["QuantumCircuitParameters", "circuit_init_seed"]
 
@@ -136,21 +136,37 @@ class QuantumCircuitParameters(nn.Module):
             return aer_fourier_coefficients(ry, rz, self.quantum_config.readout)
         return fourier_coefficients(ry, rz, readout=self.quantum_config.readout)
 
-    def forward(self, logits: torch.Tensor, scaling: float) -> torch.Tensor:
+    def forward(
+        self,
+        logits: torch.Tensor,
+        scaling: float,
+        causal: bool = False,
+        unscaled: bool = False,
+        softmax: bool = False,
+    ) -> torch.Tensor:
         """Return ``logits + gate * Phi(input_scale * logits)`` in float32 (float64 for float64 logits).
 
         Args:
             logits: attention logits ``QK^T * scaling``, ``[batch, heads, q_len, kv_len]``, any float dtype.
             scaling: the attention's softmax scale (``1/sqrt(head_dim)``), needed for ``score_input="raw"``.
+            causal: also apply the upper-left causal mask in the same pass (masked scores become the dtype's
+                lowest value, as ``apply_attention_mask``); see ``add_circuit_term``.
+            unscaled: ``logits`` is the raw ``QK^T``; it is multiplied by ``scaling`` in the same pass.
+            softmax: return ``softmax(result, dim=-1, dtype=torch.float32)`` instead (eager attention's
+                probabilities), fused with the term when it is computed in float32 (see ``circuit_softmax``).
         """
         dtype = self._compute_dtype(logits)
-        return add_circuit_term(
-            logits.to(dtype),
-            self.coefficients(dtype),
-            self.gate.to(dtype),
+        arguments = dict(
             omega=self.omega,
             input_scale=self.input_scale(scaling),
+            causal=causal,
+            logit_scale=scaling if unscaled else 1.0,
         )
+        logits, coefficients, gate = logits.to(dtype), self.coefficients(dtype), self.gate.to(dtype)
+        if softmax and dtype == torch.float32:
+            return circuit_softmax(logits, coefficients, gate, **arguments)
+        out = add_circuit_term(logits, coefficients, gate, **arguments)
+        return nn.functional.softmax(out, dim=-1, dtype=torch.float32) if softmax else out
 
     def extra_repr(self) -> str:
         cfg = self.quantum_config

@@ -1,7 +1,10 @@
-"""Fourier compilation and the fast circuit term (functional/fourier.py).
+"""Fourier compilation and the fast circuit term (functional/fourier.py, functional/_circuit_kernel.cpp).
 
 References: Qiskit's ``Statevector`` (values), the parameter-shift rule evaluated with Qiskit (angle
-gradients), ``torch.autograd.gradcheck`` (every other gradient) and a closed form for one qubit.
+gradients), ``torch.autograd.gradcheck`` (every other gradient), a closed form for one qubit, and plain
+torch autograd through ``evaluate_fourier`` / ``torch.where`` / ``torch.softmax`` (masking, scaling and the
+fused softmax). Every kernel runs the same tests: ``eager``, ``cpp`` (skipped if no compiler here) and
+``compiled`` (``torch.compile``; slow).
 """
 
 import math
@@ -14,9 +17,10 @@ qiskit = pytest.importorskip("qiskit")
 from qiskit.quantum_info import SparsePauliOp, Statevector  # noqa: E402
 
 from hf_superpositional.circuits import build_circuit  # noqa: E402
-from hf_superpositional.functional import fourier  # noqa: E402
+from hf_superpositional.functional import cpu_kernel, fourier  # noqa: E402
 from hf_superpositional.functional.fourier import (  # noqa: E402
     add_circuit_term,
+    circuit_softmax,
     evaluate_fourier,
     fourier_coefficients,
     fourier_series,
@@ -24,6 +28,18 @@ from hf_superpositional.functional.fourier import (  # noqa: E402
 )
 
 READOUTS = ["expval_z", "amplitude"]
+# "compiled" compiles for tens of seconds per dtype and degree: only with the slow tests.
+KERNELS = ["eager", "cpp", pytest.param("compiled", marks=pytest.mark.slow)]
+FAST_KERNELS = ["eager", "cpp"]
+
+
+@pytest.fixture
+def kernel(request):
+    """The kernel named by the test's parameter, skipping "cpp" where the extension cannot be built."""
+    name = request.param
+    if name == "cpp" and cpu_kernel.load_cpu_kernel() is None:
+        pytest.skip("the C++ circuit kernel could not be built on this machine (see its RuntimeWarning)")
+    return name
 
 
 def _angles(shape, seed, dtype=torch.float64):
@@ -77,11 +93,12 @@ def test_coefficients_shape_and_sine_constant(readout):
     assert torch.all(coefficients[:, 1, 0] == 0)
 
 
+@pytest.mark.parametrize("kernel", KERNELS, indirect=True)
 @pytest.mark.parametrize("readout", READOUTS)
-def test_fourier_phi_matches_qiskit_float64(readout):
+def test_fourier_phi_matches_qiskit_float64(readout, kernel):
     n_heads, depth, n_qubits = 2, 2, 3
     ry, rz = _angles((n_heads, depth, n_qubits), 3), _angles((n_heads, depth, n_qubits), 4)
-    coefficients = fourier_coefficients(ry, rz, readout)
+    coefficients = fourier_coefficients(ry, rz, readout, kernel=kernel)
     omega = readout_frequency(readout)
     generator = torch.Generator().manual_seed(5)
     logits = torch.rand(2, n_heads, 3, 4, generator=generator, dtype=torch.float64) * 100 - 50
@@ -95,7 +112,8 @@ def test_fourier_phi_matches_qiskit_float64(readout):
         ],
         dtype=torch.float64,
     )
-    out = add_circuit_term(logits, coefficients, torch.ones(n_heads, dtype=torch.float64), omega=omega)
+    gate = torch.ones(n_heads, dtype=torch.float64)
+    out = add_circuit_term(logits, coefficients, gate, omega=omega, kernel=kernel)
     torch.testing.assert_close(out - logits, reference, rtol=0, atol=1e-10)
     per_head_points = logits.transpose(0, 1).reshape(
         n_heads, -1
@@ -108,18 +126,21 @@ def test_fourier_phi_matches_qiskit_float64(readout):
     )
 
 
+@pytest.mark.parametrize("kernel", KERNELS, indirect=True)
 @pytest.mark.parametrize("readout", READOUTS)
-def test_fourier_phi_matches_qiskit_float32(readout):
+def test_fourier_phi_matches_qiskit_float32(readout, kernel):
     n_heads, depth, n_qubits = 2, 2, 4
     ry, rz = (
         _angles((n_heads, depth, n_qubits), 6, torch.float32),
         _angles((n_heads, depth, n_qubits), 7, torch.float32),
     )
-    coefficients = fourier_coefficients(ry, rz, readout)
+    coefficients = fourier_coefficients(ry, rz, readout, kernel=kernel)
     assert coefficients.dtype == torch.float32
     generator = torch.Generator().manual_seed(8)
-    logits = torch.rand(1, n_heads, 4, 5, generator=generator) * 100 - 50
-    out = add_circuit_term(logits, coefficients, torch.ones(n_heads), omega=readout_frequency(readout))
+    # 2 x 40 scores: more than one 16-lane vector per head, and a partial one.
+    logits = torch.rand(1, n_heads, 4, 10, generator=generator) * 100 - 50
+    omega = readout_frequency(readout)
+    out = add_circuit_term(logits, coefficients, torch.ones(n_heads), omega=omega, kernel=kernel)
     assert out.dtype == torch.float32
     for h in range(n_heads):
         reference = [
@@ -147,8 +168,20 @@ def test_fourier_series_matches_direct_sum():
 @pytest.mark.parametrize(
     "coefficient_heads, gate_heads", [(2, 2), (0, 1), (0, 2), (2, 1)]
 )  # 0: shared [2, K+1]
-@pytest.mark.parametrize("scores_per_chunk", [None, 7, 40])
-def test_gradcheck_circuit_term(readout, coefficient_heads, gate_heads, scores_per_chunk, small_chunks):
+@pytest.mark.parametrize(
+    "kernel, scores_per_chunk",
+    [
+        ("eager", None),
+        ("eager", 7),
+        ("eager", 40),
+        ("cpp", None),
+        pytest.param("compiled", None, marks=pytest.mark.slow),
+    ],
+    indirect=["kernel"],
+)
+def test_gradcheck_circuit_term(
+    readout, coefficient_heads, gate_heads, kernel, scores_per_chunk, small_chunks
+):
     n_heads, degree = 2, 4
     if scores_per_chunk is not None:
         small_chunks(scores_per_chunk, degree)  # 7: rows cut into pieces; 40: several rows per chunk
@@ -160,13 +193,29 @@ def test_gradcheck_circuit_term(readout, coefficient_heads, gate_heads, scores_p
     omega = readout_frequency(readout)
 
     def term(x, c, g):
-        return add_circuit_term(x, c, g, omega=omega, input_scale=0.7)
+        return add_circuit_term(x, c, g, omega=omega, input_scale=0.7, kernel=kernel)
 
     assert torch.autograd.gradcheck(term, (logits, coefficients, gate))
 
 
+@pytest.mark.parametrize("kernel", KERNELS, indirect=True)
+def test_gradcheck_masked_scaled_softmax(kernel):
+    generator = torch.Generator().manual_seed(24)
+    logits = (torch.rand(1, 2, 3, 4, generator=generator, dtype=torch.float64) * 8 - 4).requires_grad_()
+    coefficients = torch.randn(2, 2, 5, generator=generator, dtype=torch.float64).requires_grad_()
+    gate = torch.randn(2, generator=generator, dtype=torch.float64).requires_grad_()
+
+    def masked_softmax(x, c, g):
+        return circuit_softmax(
+            x, c, g, omega=0.5, input_scale=0.7, kernel=kernel, causal=True, logit_scale=1.3
+        )
+
+    assert torch.autograd.gradcheck(masked_softmax, (logits, coefficients, gate))
+
+
+@pytest.mark.parametrize("kernel", KERNELS, indirect=True)
 @pytest.mark.parametrize("readout", READOUTS)
-def test_gradcheck_full_chain_from_angles(readout):
+def test_gradcheck_full_chain_from_angles(readout, kernel):
     ry = _angles((2, 1, 2), 10).requires_grad_()  # 2 heads, depth 1, 2 qubits
     rz = _angles((2, 1, 2), 11).requires_grad_()
     generator = torch.Generator().manual_seed(12)
@@ -174,24 +223,27 @@ def test_gradcheck_full_chain_from_angles(readout):
     gate = torch.tensor([0.8, -1.3], dtype=torch.float64, requires_grad=True)
 
     def chain(a, b, x, g):
+        coefficients = fourier_coefficients(a, b, readout, kernel=kernel)
         return add_circuit_term(
-            x, fourier_coefficients(a, b, readout), g, omega=readout_frequency(readout), input_scale=1.9
+            x, coefficients, g, omega=readout_frequency(readout), input_scale=1.9, kernel=kernel
         )
 
     assert torch.autograd.gradcheck(chain, (ry, rz, logits, gate))
 
 
+@pytest.mark.parametrize("kernel", FAST_KERNELS, indirect=True)
 @pytest.mark.parametrize("readout", READOUTS)
-def test_angle_gradients_match_qiskit_parameter_shift(readout):
+def test_angle_gradients_match_qiskit_parameter_shift(readout, kernel):
     depth, n_qubits = 2, 2
     ry, rz = _angles((depth, n_qubits), 13).requires_grad_(), _angles((depth, n_qubits), 14).requires_grad_()
     xs = torch.tensor([-31.0, -0.6, 2.5, 17.25], dtype=torch.float64)
     logits = xs.view(1, 1, 1, -1)
     out = add_circuit_term(
         logits,
-        fourier_coefficients(ry, rz, readout),
+        fourier_coefficients(ry, rz, readout, kernel=kernel),
         torch.ones(1, dtype=torch.float64),
         omega=readout_frequency(readout),
+        kernel=kernel,
     )
     grad_ry, grad_rz = torch.autograd.grad(out.sum(), (ry, rz))
     # Each angle sits in one exp(-i theta P/2): Phi is a sinusoid of frequency 1 (expectation) or 1/2
@@ -210,23 +262,31 @@ def test_angle_gradients_match_qiskit_parameter_shift(readout):
 # ---------------------------------------------------------------- memory, dtypes, edge cases
 
 
-def test_saves_only_its_inputs():
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("kernel", KERNELS, indirect=True)
+def test_saves_only_its_inputs(kernel, causal):
     logits = torch.randn(2, 3, 8, 8, requires_grad=True)
     coefficients = torch.randn(3, 2, 9, requires_grad=True)
     gate = torch.ones(3, requires_grad=True)
-    saved = []
+    for fused_softmax in (False, True):
+        saved = []
 
-    def pack(tensor):
-        saved.append(tensor)
-        return tensor
+        def pack(tensor, saved=saved):
+            saved.append(tensor)
+            return tensor
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        out = add_circuit_term(logits, coefficients, gate, omega=1.0)
-    score_shaped = [t for t in saved if t.numel() >= logits.numel()]
-    assert len(score_shaped) == 1 and score_shaped[0].data_ptr() == logits.data_ptr()
-    assert len(saved) == 3
-    out.sum().backward()  # still differentiable after the hooks
-    assert logits.grad is not None and coefficients.grad is not None and gate.grad is not None
+        function = circuit_softmax if fused_softmax else add_circuit_term
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+            out = function(
+                logits, coefficients, gate, omega=1.0, kernel=kernel, causal=causal, logit_scale=0.5
+            )
+        score_shaped = [t.data_ptr() for t in saved if t.numel() >= logits.numel()]
+        # The term saves its inputs only; the fused softmax also its output, as a separate softmax would.
+        expected = [logits.data_ptr(), out.data_ptr()] if fused_softmax else [logits.data_ptr()]
+        assert score_shaped == expected
+        assert len(saved) == len(expected) + 2
+        out.sum().backward()  # still differentiable after the hooks
+        assert logits.grad is not None and coefficients.grad is not None and gate.grad is not None
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
@@ -280,19 +340,197 @@ def test_bad_inputs_raise_value_errors_naming_the_argument():
         fourier.set_circuit_kernel("fast")
 
 
-# ---------------------------------------------------------------- the torch.compile kernel
+# ---------------------------------------------------------------- kernels, masking, scaling, fused softmax
 
 
-@pytest.mark.slow
-def test_compiled_kernel_matches_eager():
-    generator = torch.Generator().manual_seed(17)
-    logits = (torch.randn(2, 3, 16, 24, generator=generator) * 5).requires_grad_()
-    coefficients = (torch.randn(3, 2, 9, generator=generator) * 0.3).requires_grad_()
-    gate = torch.randn(3, generator=generator).requires_grad_()
-    grad = torch.randn(2, 3, 16, 24, generator=generator)
-    results = {}
-    for kernel in ("eager", "compiled"):
-        out = add_circuit_term(logits, coefficients, gate, omega=0.5, input_scale=1.3, kernel=kernel)
-        results[kernel] = (out, *torch.autograd.grad(out, (logits, coefficients, gate), grad))
-    for eager, compiled in zip(results["eager"], results["compiled"], strict=True):
-        torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-4)
+def _reference_term(logits, coefficients, gate, omega, input_scale, logit_scale, causal):
+    """The term by plain torch autograd: evaluate_fourier (cos(j w x) directly), torch.where for the mask."""
+    z = logits.to(torch.float64 if logits.dtype == torch.float64 else torch.float32) * logit_scale
+    n_heads = logits.shape[1]
+    per_head = coefficients if coefficients.ndim == 3 else coefficients.expand(n_heads, *coefficients.shape)
+    points = (input_scale * z).transpose(0, 1).reshape(n_heads, -1)  # [H, B*Lq*Lk]
+    phi = evaluate_fourier(points, per_head, omega).reshape(n_heads, z.shape[0], *z.shape[2:]).transpose(0, 1)
+    out = z + gate.view(1, -1, 1, 1) * phi
+    if causal:
+        keep = torch.ones(z.shape[-2:], dtype=torch.bool).tril()
+        out = torch.where(keep, out, torch.finfo(out.dtype).min)
+    return out
+
+
+def _random_case(seed, dtype, per_head, shape=(2, 3, 7, 37)):
+    generator = torch.Generator().manual_seed(seed)
+    logits = torch.randn(*shape, generator=generator, dtype=dtype) * 4
+    coefficient_shape = (shape[1], 2, 9) if per_head else (2, 9)
+    coefficients = torch.randn(coefficient_shape, generator=generator, dtype=dtype) * 0.4
+    gate = torch.randn(shape[1] if per_head else 1, generator=generator, dtype=dtype)
+    grad = torch.randn(*shape, generator=generator, dtype=dtype)
+    return logits, coefficients, gate, grad
+
+
+def _value_and_grads(function, logits, coefficients, gate, grad, **kwargs):
+    leaves = [t.detach().requires_grad_() for t in (logits, coefficients, gate)]
+    out = function(*leaves, **kwargs)
+    return (out, *torch.autograd.grad(out, leaves, grad))
+
+
+@pytest.mark.parametrize("kernel", KERNELS, indirect=True)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("per_head", [True, False])
+@pytest.mark.parametrize("readout", READOUTS)
+@pytest.mark.parametrize("causal", [False, True])
+def test_kernels_match_the_plain_torch_reference(kernel, dtype, per_head, readout, causal):
+    # Non-contiguous logits (a transposed view), input_scale != 1, logit_scale != 1, a row length that is
+    # not a multiple of the vector width, and per-head or shared coefficients and gate.
+    logits, coefficients, gate, grad = _random_case(18, dtype, per_head, shape=(2, 3, 37, 7))
+    logits = logits.transpose(-1, -2)  # [2, 3, 7, 37], not contiguous
+    grad = grad.transpose(-1, -2)
+    options = dict(omega=readout_frequency(readout), input_scale=1.7, logit_scale=0.6, causal=causal)
+    expected = _value_and_grads(
+        lambda x, c, g: _reference_term(x, c, g, options["omega"], 1.7, 0.6, causal),
+        logits,
+        coefficients,
+        gate,
+        grad,
+    )
+    got = _value_and_grads(add_circuit_term, logits, coefficients, gate, grad, kernel=kernel, **options)
+    tolerance = dict(rtol=1e-10, atol=1e-10) if dtype == torch.float64 else dict(rtol=2e-5, atol=2e-4)
+    for name, a, b in zip(("value", "d logits", "d coefficients", "d gate"), got, expected, strict=True):
+        torch.testing.assert_close(a, b, **tolerance, msg=lambda m, name=name: f"{name}: {m}")
+
+
+@pytest.mark.parametrize("kernel", KERNELS, indirect=True)
+@pytest.mark.parametrize("causal", [False, True])
+def test_fused_softmax_is_softmax_of_the_term(kernel, causal):
+    logits, coefficients, gate, grad = _random_case(19, torch.float32, per_head=True, shape=(2, 3, 9, 9))
+    options = dict(omega=0.5, input_scale=1.2, logit_scale=0.3, causal=causal, kernel=kernel)
+    fused = _value_and_grads(circuit_softmax, logits, coefficients, gate, grad, **options)
+    separate = _value_and_grads(
+        lambda *a: torch.softmax(add_circuit_term(*a, **options), -1), logits, coefficients, gate, grad
+    )
+    # The same torch softmax kernels on the same term: identical values, gradients up to rounding.
+    torch.testing.assert_close(fused[0], separate[0], rtol=0, atol=0)
+    for a, b in zip(fused[1:], separate[1:], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    if causal:
+        assert torch.all(fused[0].triu(1) == 0) and torch.all(fused[1].triu(1) == 0)
+    # And against plain torch autograd (evaluate_fourier, torch.where, torch.softmax).
+    reference = _value_and_grads(
+        lambda x, c, g: torch.softmax(_reference_term(x, c, g, 0.5, 1.2, 0.3, causal), -1),
+        logits.double(),
+        coefficients.double(),
+        gate.double(),
+        grad.double(),
+    )
+    for a, b in zip(fused, reference, strict=True):
+        torch.testing.assert_close(a.double(), b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("kernel", FAST_KERNELS, indirect=True)
+def test_angles_beyond_the_fast_sin_cos_range_stay_exact(kernel):
+    # |omega * x| above the vectorised sin/cos range (8192 in float32, 2^19 in float64) sends a tile to
+    # the scalar libm path; NaN propagates. Compared with plain torch in float64.
+    logits, coefficients, gate, grad = _random_case(20, torch.float64, per_head=True, shape=(1, 3, 4, 40))
+    logits[0, 1, 2, 5] = 7.0e5
+    logits[0, 2, 3, 0] = -3.0e4
+    expected = _value_and_grads(
+        lambda x, c, g: _reference_term(x, c, g, 1.0, 1.0, 1.0, False), logits, coefficients, gate, grad
+    )
+    got = _value_and_grads(add_circuit_term, logits, coefficients, gate, grad, omega=1.0, kernel=kernel)
+    for a, b in zip(got, expected, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-7)
+    # The fused softmax's backward overwrites its own buffer: the fallback must still see the gradient.
+    logits32 = logits.float()
+    logits32[0, 1, 2, 5] = 2.0e4
+    options = dict(omega=1.0, kernel=kernel, causal=True)
+    fused = _value_and_grads(
+        circuit_softmax, logits32, coefficients.float(), gate.float(), grad.float(), **options
+    )
+    separate = _value_and_grads(
+        lambda *a: torch.softmax(add_circuit_term(*a, **options), -1),
+        logits32,
+        coefficients.float(),
+        gate.float(),
+        grad.float(),
+    )
+    for a, b in zip(fused, separate, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    nan_logits = logits.clone()
+    nan_logits[0, 0, 1, 1] = float("nan")
+    out = add_circuit_term(nan_logits, coefficients, gate, omega=1.0, kernel=kernel)
+    assert torch.isnan(out[0, 0, 1, 1]) and torch.isfinite(out[0, 0, 1, 2])
+
+
+@pytest.mark.parametrize("kernel", ["cpp"], indirect=True)
+def test_cpp_kernel_is_deterministic_across_thread_counts(kernel):
+    # Moments are summed per fixed tile, then tile by tile in order: the thread count cannot change a bit.
+    logits, coefficients, gate, grad = _random_case(21, torch.float32, per_head=True, shape=(2, 3, 96, 128))
+    previous = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            results.append(
+                _value_and_grads(add_circuit_term, logits, coefficients, gate, grad, omega=1.0, kernel=kernel)
+            )
+    finally:
+        torch.set_num_threads(previous)
+    for a, b in zip(*results, strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("kernel", ["cpp"], indirect=True)
+@pytest.mark.parametrize("readout", READOUTS)
+@pytest.mark.parametrize("shape", [(2, 4), (3, 2, 4), (2, 1, 3)])
+def test_cpp_sampler_matches_the_torch_simulation(kernel, readout, shape):
+    generator = torch.Generator().manual_seed(22)
+    ry = (torch.rand(shape, generator=generator, dtype=torch.float64) * 6 - 3).requires_grad_()
+    rz = (torch.rand(shape, generator=generator, dtype=torch.float64) * 6 - 3).requires_grad_()
+    fast = fourier_coefficients(ry, rz, readout, kernel="cpp")
+    reference = fourier_coefficients(ry, rz, readout, kernel="eager")  # circuit_readout, torch autograd
+    torch.testing.assert_close(fast, reference, rtol=0, atol=1e-13)
+    weights = torch.randn(fast.shape, generator=generator, dtype=torch.float64)
+    for a, b in zip(
+        torch.autograd.grad(fast, (ry, rz), weights),
+        torch.autograd.grad(reference, (ry, rz), weights),
+        strict=True,
+    ):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+    assert fourier_coefficients(ry.float(), rz.float(), readout, kernel="cpp").dtype == torch.float32
+
+
+def test_failed_build_warns_once_and_falls_back_to_eager(monkeypatch):
+    def broken_build(source, flags):
+        raise RuntimeError("Error building extension\nkernel.cpp:1:1: error: simulated compiler failure")
+
+    monkeypatch.setattr(cpu_kernel, "_state", {})
+    monkeypatch.setattr(cpu_kernel, "_build", broken_build)
+    logits, coefficients, gate, _ = _random_case(23, torch.float32, per_head=True, shape=(1, 3, 4, 4))
+    with pytest.warns(RuntimeWarning, match="simulated compiler failure") as record:
+        out = add_circuit_term(logits, coefficients, gate, omega=1.0, kernel="cpp")
+        again = add_circuit_term(logits, coefficients, gate, omega=1.0)  # "auto"
+        coefficients_again = fourier_coefficients(torch.zeros(2, 2), torch.zeros(2, 2), kernel="cpp")
+    assert len([w for w in record if issubclass(w.category, RuntimeWarning)]) == 1
+    expected = add_circuit_term(logits, coefficients, gate, omega=1.0, kernel="eager")
+    assert torch.equal(out, expected) and torch.equal(again, expected)
+    assert coefficients_again.shape == (2, 5)
+
+
+def test_kernel_names_and_devices():
+    assert fourier.KERNELS == ("auto", "cpp", "compiled", "eager")
+    previous = fourier.set_circuit_kernel("eager")
+    try:
+        assert fourier.set_circuit_kernel("auto") == "eager"
+    finally:
+        fourier.set_circuit_kernel(previous)
+    with pytest.raises(ValueError, match="CPU"):
+        add_circuit_term(
+            torch.zeros(1, 1, 2, 2, device="meta"), torch.zeros(2, 3), torch.ones(1), omega=1.0, kernel="cpp"
+        )
+    with pytest.raises(ValueError, match="causal"):
+        add_circuit_term(torch.zeros(2, 3), torch.zeros(2, 3), torch.ones(1), omega=1.0, causal=True)
+    with pytest.raises(ValueError, match="logit_scale"):
+        circuit_softmax(
+            torch.zeros(1, 1, 2, 2), torch.zeros(2, 3), torch.ones(1), omega=1.0, logit_scale=float("inf")
+        )
+    empty = circuit_softmax(torch.zeros(1, 2, 0, 3), torch.zeros(2, 3), torch.ones(1), omega=1.0)
+    assert empty.shape == (1, 2, 0, 3)

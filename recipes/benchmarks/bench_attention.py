@@ -6,10 +6,15 @@ Calls the attention functions registered in transformers' ``AttentionInterface``
 - ``eager``: transformers' ``eager_attention_forward`` with its float causal mask (what ``"eager"`` gets);
 - ``sdpa``: ``sdpa_attention_forward`` with ``mask=None`` (``is_causal``), what an unpadded batch gets;
 - ``quantum``: our dense function with ``mask=None`` (the ``"quantum"`` mask builder returns ``None`` for an
-  unpadded batch too), a per-layer circuit with 4 qubits, depth 2 and gate 1;
+  unpadded batch too), a per-layer circuit with 4 qubits, depth 2 and gate 1, with the default circuit
+  kernel (``"auto"``: the fused C++ kernel on CPU); ``quantum [<kernel>]`` rows repeat it with the kernels
+  of ``--circuit-kernels`` (e.g. ``eager``, the torch-ops reference) for comparison;
 - ``quantum_flex`` (CUDA only): the FlexAttention path with its causal block mask.
 
-Time: median over ``--repeats`` runs of forward + backward (after ``--warmup`` runs).
+Time: median (and min) over ``--repeats`` runs of forward + backward, after ``--warmup`` runs; the
+implementations take turns run by run, so that a load change on a shared machine hits them alike. On a
+machine shared with other jobs, 2-thread timings can be dominated by waiting for a descheduled thread at
+every parallel region: compare the min column, or run with ``--threads 1``.
 Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` minus the memory allocated before the step; on
 CPU, the running peak of torch.profiler's memory events (every allocation and free, in order) over one
 forward + backward, relative to its start -- i.e. the largest amount of memory the step itself held at any
@@ -19,7 +24,8 @@ Ratios are against ``eager`` measured in the same run (targets: time <= 1.3x, me
 ``quantum_flex`` is also compared with ``sdpa``.
 
 Usage:
-    python recipes/benchmarks/bench_attention.py [--repeats 10] [--warmup 2] [--device cpu|cuda]
+    python recipes/benchmarks/bench_attention.py [--repeats 10] [--warmup 2] [--device cpu|cuda] [--threads N]
+        [--circuit-kernels eager compiled]
 """
 
 from __future__ import annotations
@@ -58,17 +64,18 @@ def _step(fn: Callable, module, q, k, v, mask, grad_out, scaling) -> None:
     out.backward(grad_out)
 
 
-def _median_ms(run: Callable, device: torch.device, repeats: int, warmup: int) -> float:
-    for _ in range(warmup):
-        run()
-    _synchronize(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        _synchronize(device)
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+def _times_ms(runs: dict[str, Callable], device: torch.device, repeats: int, warmup: int) -> dict:
+    """Milliseconds per run of each callable, taking turns run by run."""
+    times = {name: [] for name in runs}
+    for step in range(warmup + repeats):
+        for name, run in runs.items():
+            _synchronize(device)
+            start = time.perf_counter()
+            run()
+            _synchronize(device)
+            if step >= warmup:
+                times[name].append((time.perf_counter() - start) * 1e3)
+    return times
 
 
 def _peak_bytes(run: Callable, device: torch.device) -> int:
@@ -95,7 +102,9 @@ def _peak_bytes(run: Callable, device: torch.device) -> int:
     return peak
 
 
-def bench(device: torch.device, dtype: torch.dtype, repeats: int, warmup: int) -> list[dict]:
+def bench(
+    device: torch.device, dtype: torch.dtype, repeats: int, warmup: int, circuit_kernels: list[str]
+) -> list[dict]:
     from transformers import AttentionInterface
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
     from transformers.masking_utils import eager_mask
@@ -107,6 +116,7 @@ def bench(device: torch.device, dtype: torch.dtype, repeats: int, warmup: int) -
         register_quantum_attention,
     )
     from hf_superpositional.config import QuantumAttentionConfig
+    from hf_superpositional.functional.fourier import set_circuit_kernel
     from hf_superpositional.modeling import QuantumCircuitParameters
 
     register_quantum_attention()
@@ -129,44 +139,74 @@ def bench(device: torch.device, dtype: torch.dtype, repeats: int, warmup: int) -
         )
 
         candidates = [
-            ("eager", eager_attention_forward, AttentionStub(), float_mask),
-            ("sdpa", sdpa_attention_forward, AttentionStub(), None),
-            (QUANTUM_ATTENTION, interface[QUANTUM_ATTENTION], AttentionStub(circuit), None),
+            ("eager", eager_attention_forward, AttentionStub(), float_mask, None),
+            ("sdpa", sdpa_attention_forward, AttentionStub(), None, None),
+            (QUANTUM_ATTENTION, interface[QUANTUM_ATTENTION], AttentionStub(circuit), None, None),
         ]
+        for kernel in circuit_kernels:
+            name = f"{QUANTUM_ATTENTION} [{kernel}]"
+            candidates.append((name, interface[QUANTUM_ATTENTION], AttentionStub(circuit), None, kernel))
         if device.type == "cuda":
             candidates.append(
-                (QUANTUM_FLEX_ATTENTION, interface[QUANTUM_FLEX_ATTENTION], AttentionStub(circuit), None)
+                (
+                    QUANTUM_FLEX_ATTENTION,
+                    interface[QUANTUM_FLEX_ATTENTION],
+                    AttentionStub(circuit),
+                    None,
+                    None,
+                )
             )
-        results = {}
-        for name, fn, module, mask in candidates:
+        runs = {}
+        for name, fn, module, mask, kernel in candidates:
             module.train()
 
-            def run(fn=fn, module=module, mask=mask, qkv=(q, k, v), grad_out=grad_out, scaling=scaling):
+            def run(
+                fn=fn,
+                module=module,
+                mask=mask,
+                kernel=kernel,
+                qkv=(q, k, v),
+                grad_out=grad_out,
+                scaling=scaling,
+            ):
                 for tensor in (*qkv, *module.parameters()):
                     tensor.grad = None
-                _step(fn, module, *qkv, mask, grad_out, scaling)
+                previous = set_circuit_kernel(kernel) if kernel is not None else None
+                try:
+                    _step(fn, module, *qkv, mask, grad_out, scaling)
+                finally:
+                    if previous is not None:
+                        set_circuit_kernel(previous)
 
-            milliseconds = _median_ms(run, device, repeats, warmup)
-            peak = _peak_bytes(run, device)
-            results[name] = (milliseconds, peak)
-        for name, (milliseconds, peak) in results.items():
+            runs[name] = run
+        times = _times_ms(runs, device, repeats, warmup)
+        results = {
+            name: (statistics.median(times[name]), min(times[name]), _peak_bytes(run, device))
+            for name, run in runs.items()
+        }
+        for name, (median, best, peak) in results.items():
             row = dict(
                 shape=f"{batch}x{heads}x{length}x{head_dim}",
                 impl=name,
-                ms=milliseconds,
+                ms=median,
+                min_ms=best,
                 mib=peak / 2**20,
-                time_vs_eager=milliseconds / results["eager"][0],
-                mem_vs_eager=peak / results["eager"][1],
-                time_vs_sdpa=milliseconds / results["sdpa"][0],
-                mem_vs_sdpa=peak / results["sdpa"][1],
+                time_vs_eager=median / results["eager"][0],
+                min_vs_eager=best / results["eager"][1],
+                mem_vs_eager=peak / results["eager"][2],
+                time_vs_sdpa=median / results["sdpa"][0],
+                mem_vs_sdpa=peak / results["sdpa"][2],
             )
             rows.append(row)
     return rows
 
 
 def format_table(rows: list[dict], show_sdpa: bool) -> str:
-    header = "| B x H x L x D | impl | fwd+bwd ms (median) | time / eager | peak MiB | mem / eager |"
-    rule = "| --- | --- | ---: | ---: | ---: | ---: |"
+    header = (
+        "| B x H x L x D | impl | fwd+bwd ms (median) | time / eager | min ms | min / eager | peak MiB "
+        "| mem / eager |"
+    )
+    rule = "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
     if show_sdpa:
         header += " time / sdpa | mem / sdpa |"
         rule += " ---: | ---: |"
@@ -174,7 +214,7 @@ def format_table(rows: list[dict], show_sdpa: bool) -> str:
     for row in rows:
         line = (
             f"| {row['shape']} | {row['impl']} | {row['ms']:.2f} | {row['time_vs_eager']:.2f}x | "
-            f"{row['mib']:.1f} | {row['mem_vs_eager']:.2f}x |"
+            f"{row['min_ms']:.2f} | {row['min_vs_eager']:.2f}x | {row['mib']:.1f} | {row['mem_vs_eager']:.2f}x |"
         )
         if show_sdpa:
             line += f" {row['time_vs_sdpa']:.2f}x | {row['mem_vs_sdpa']:.2f}x |"
@@ -188,10 +228,20 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument(
+        "--circuit-kernels",
+        nargs="*",
+        default=[],
+        choices=["auto", "cpp", "compiled", "eager"],
+        help="extra quantum rows, one per circuit kernel (the plain quantum row uses the default kernel)",
+    )
     args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype)
-    rows = bench(device, dtype, args.repeats, args.warmup)
+    rows = bench(device, dtype, args.repeats, args.warmup, args.circuit_kernels)
     threads = torch.get_num_threads()
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {threads} threads"
     memory = (

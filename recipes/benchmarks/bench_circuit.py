@@ -1,23 +1,30 @@
-"""Seconds per attention score of the circuit term: our Fourier evaluation against running the circuit in Qiskit.
+"""Seconds per attention score of the circuit term: our Fourier kernels against running the circuit in Qiskit.
 
 One circuit (4 qubits, depth 2, so K = 8; per-head angles; ``readout="expval_z"`` by default), evaluated at
 attention scores by:
 
-- ``fourier eager`` / ``fourier compiled``: :func:`add_circuit_term` over a ``[4, 4, 256, 256]`` score tensor
-  (1M scores), forward only and forward + backward, with the chunked eager kernel and the
-  ``torch.compile``-fused one (compiled once before timing; compile time printed separately);
+- ``fourier <kernel>``: :func:`add_circuit_term` over a ``[4, 4, 256, 256]`` score tensor (1M scores),
+  forward only and forward + backward (gradients for the scores, the coefficients and the gate), for each
+  kernel of ``--kernels``: ``cpp`` (the fused C++ kernel, built on first use, the CPU default), ``compiled``
+  (``torch.compile``; compiled once before timing, compile time printed separately) and ``eager`` (chunked
+  torch ops, the reference); ``fourier cpp, causal`` adds the causal mask in the same pass (half the
+  scores computed, what causal attention uses);
 - ``qiskit Statevector``: one bound circuit and ``Statevector(...).expectation_value(sum_k Z_k)`` per score,
   on ``--qiskit-scores`` scores;
 - ``qiskit Aer``: ``AerSimulator(method="statevector")``, all ``--aer-scores`` scores bound in one run.
 
+A second table gives the per-call time of the Fourier coefficients themselves (the circuit sampled at the
+2K+1 points and its angle gradients: once per attention layer and step), by the C++ sampler and by the torch
+simulation.
+
 Each time is the best of ``--repeats`` runs (the machine may be shared), divided by the number of scores;
 ``--clock process`` measures CPU time instead of elapsed time (steadier under contention with ``--threads 1``).
-The ratio column is each path's time per score over ``fourier compiled`` forward measured in the same run.
+The ratio column is each path's time per score over the first kernel's forward, measured in the same run.
 Before timing, the Fourier values are checked against the Qiskit values at the same scores.
 
 Usage:
-    python recipes/benchmarks/bench_circuit.py [--repeats 5] [--readout expval_z] [--skip-compiled] [--threads N]
-        [--clock wall|process]
+    python recipes/benchmarks/bench_circuit.py [--repeats 5] [--readout expval_z] [--kernels cpp compiled eager]
+        [--threads N] [--clock wall|process]
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import numpy as np
 import torch
 
 from hf_superpositional.circuits import qiskit_readout
+from hf_superpositional.functional.cpu_kernel import load_cpu_kernel
 from hf_superpositional.functional.fourier import add_circuit_term, fourier_coefficients, readout_frequency
 
 CLOCKS = {"wall": time.perf_counter, "process": time.process_time}
@@ -56,7 +64,13 @@ def main() -> None:
     )
     parser.add_argument("--qiskit-scores", type=int, default=200)
     parser.add_argument("--aer-scores", type=int, default=1000)
-    parser.add_argument("--skip-compiled", action="store_true", help="time only the eager kernel")
+    parser.add_argument(
+        "--kernels",
+        nargs="+",
+        default=["cpp", "compiled", "eager"],
+        choices=["cpp", "compiled", "eager"],
+        help="circuit-term kernels to time (the first is the ratio baseline)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument(
         "--clock",
@@ -68,6 +82,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    kernels = list(dict.fromkeys(args.kernels))
+    if "cpp" in kernels and load_cpu_kernel() is None:
+        kernels.remove("cpp")  # load_cpu_kernel warned why
+    if not kernels:
+        raise SystemExit("no kernel left to time")
 
     clock = CLOCKS[args.clock]
     torch.manual_seed(0)
@@ -84,37 +103,37 @@ def main() -> None:
 
     # Correctness first: Fourier values against Qiskit Statevector at a few scores of head 0.
     sample = logits.detach()[0, 0].flatten()[: args.qiskit_scores]
-    with torch.no_grad():
-        ours = (add_circuit_term(logits, coefficients, gate, omega=omega) - logits)[0, 0].flatten()[
-            : args.qiskit_scores
-        ]
     reference = qiskit_readout(sample.double().numpy(), ry[0].double(), rz[0].double(), args.readout)
-    max_error = float(np.abs(ours.double().numpy() - reference).max())
+    max_error = {}
+    for kernel in kernels:
+        with torch.no_grad():
+            out = add_circuit_term(logits, coefficients, gate, omega=omega, kernel=kernel)
+        ours = (out - logits.detach())[0, 0].flatten()[: args.qiskit_scores]
+        max_error[kernel] = float(np.abs(ours.double().numpy() - reference).max())
 
     rows: list[tuple[str, float]] = []
-    kernels = ["eager"] if args.skip_compiled else ["eager", "compiled"]
     compile_seconds = None
-    for kernel in kernels:
+    variants = [(kernel, False) for kernel in kernels] + ([("cpp", True)] if "cpp" in kernels else [])
+    for kernel, causal in variants:
+        options = dict(omega=omega, kernel=kernel, causal=causal)
         if kernel == "compiled":
             start = time.perf_counter()
-            out = add_circuit_term(logits, coefficients, gate, omega=omega, kernel=kernel)
+            out = add_circuit_term(logits, coefficients, gate, **options)
             out.backward(grad)
             compile_seconds = time.perf_counter() - start
 
-        def forward(kernel=kernel):
+        def forward(options=options):
             with torch.no_grad():
-                add_circuit_term(logits, coefficients, gate, omega=omega, kernel=kernel)
+                add_circuit_term(logits, coefficients, gate, **options)
 
-        def forward_backward(kernel=kernel):
-            out = add_circuit_term(logits, coefficients, gate, omega=omega, kernel=kernel)
+        def forward_backward(options=options):
+            out = add_circuit_term(logits, coefficients, gate, **options)
             torch.autograd.grad(out, (logits, coefficients, gate), grad)
 
-        rows.append((f"fourier {kernel}, forward", best_time(forward, args.repeats, clock) / n_scores))
+        name = f"fourier {kernel}" + (", causal" if causal else "")
+        rows.append((f"{name}, forward", best_time(forward, args.repeats, clock) / n_scores))
         rows.append(
-            (
-                f"fourier {kernel}, forward + backward",
-                best_time(forward_backward, args.repeats, clock) / n_scores,
-            )
+            (f"{name}, forward + backward", best_time(forward_backward, args.repeats, clock) / n_scores)
         )
 
     xs = sample.double().numpy()
@@ -133,14 +152,29 @@ def main() -> None:
     )
     rows.append(("qiskit Aer (batched binds, one run)", aer / len(aer_xs)))
 
-    baseline_name = f"fourier {kernels[-1]}, forward"
+    # The coefficients: per call, forward + backward to the angles, per-head angles [H, depth, n].
+    angles = (ry.clone().requires_grad_(), rz.clone().requires_grad_())
+    coefficient_rows = []
+    samplers = [("cpp", "C++ sampler, adjoint gradients")] if "cpp" in kernels else []
+    samplers.append(("eager", "torch simulation, autograd"))
+    for sampler, label in samplers:
+
+        def coefficients_step(sampler=sampler):
+            out = fourier_coefficients(*angles, args.readout, kernel=sampler)
+            torch.autograd.grad(out.sum(), angles)
+
+        seconds = best_time(coefficients_step, max(args.repeats, 20), clock)
+        coefficient_rows.append((f"fourier_coefficients, {label}", seconds))
+
+    baseline_name = f"fourier {kernels[0]}, forward"
     baseline = dict(rows)[baseline_name]
     print(
         f"circuit: {args.n_qubits} qubits, depth {args.depth} (K = {args.n_qubits * args.depth}), readout "
         f"{args.readout}; scores {tuple(args.shape)} = {n_scores}; torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, {args.clock} clock"
     )
-    print(f"max |Phi_fourier - Phi_qiskit| over {len(xs)} scores: {max_error:.2e}")
+    errors = ", ".join(f"{kernel} {error:.2e}" for kernel, error in max_error.items())
+    print(f"max |Phi_fourier - Phi_qiskit| over {len(xs)} scores: {errors}")
     if compile_seconds is not None:
         print(f"first compiled call (compilation, forward + backward): {compile_seconds:.1f} s")
     print()
@@ -148,6 +182,11 @@ def main() -> None:
     print("| --- | ---: | ---: |")
     for name, seconds in rows:
         print(f"| {name} | {seconds:.3e} | {seconds / baseline:,.1f}x |")
+    print()
+    print(f"| coefficients ({heads} heads, forward + backward) | seconds per call |")
+    print("| --- | ---: |")
+    for name, seconds in coefficient_rows:
+        print(f"| {name} | {seconds:.3e} |")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,906 @@
+// Fused CPU kernels of hf_superpositional.functional.fourier (kernel "cpp").
+//
+// Built on first use by hf_superpositional/functional/cpu_kernel.py with torch.utils.cpp_extension.load
+// and registered as torch.ops.<HFSP_NAMESPACE>.{circuit_forward, circuit_backward, circuit_samples,
+// circuit_samples_backward}.
+//
+// The circuit term. Scores x arrive as a contiguous [blocks, block_size] matrix with one coefficient row
+// per block (see fourier.py); every score is read once per pass and the trigonometric recurrence stays in
+// registers. With z = scale * x (the attention logit) and t = frequency * z:
+//
+//   forward:  out = z + sum_j table[j] cos(j t) + table[K+1+j] sin(j t)
+//             (Horner's rule in w = exp(i t), as fourier.fourier_series);
+//   backward: grad_x = scale * g * (1 + sum_j derivative[j] cos(j t) + derivative[K+1+j] sin(j t)) and the
+//             per-block moments sum g cos(j t), sum g sin(j t) (the coefficient and gate gradients), with
+//             cos(j t) + i sin(j t) = w^j by repeated complex multiplication, each power used for both.
+//
+// With `causal`, a block is [query_len, row_len] and only columns c <= row r are computed: the others get
+// the lowest finite value (forward) or a zero gradient (backward), as attention's causal mask gives.
+//
+// Vectorised with GCC/Clang vector extensions (explicit SIMD that every target lowers: SSE2, AVX2,
+// AVX-512, NEON) rather than relying on the auto-vectoriser, and with our own sin/cos: Cody-Waite
+// reduction to [-pi/4, pi/4] and the Cephes (float) / fdlibm (double) minimax polynomials, accurate to a
+// few ulp while |t| stays under Trig<T>::limit. A tile holding a larger (or non-finite) angle is
+// evaluated by the scalar path with std::sin / std::cos instead, so every input gets libm's accuracy.
+// Threads: at::parallel_for over tiles (torch's own intra-op pool and thread count).
+//
+// The circuit sampler (end of file): Phi at the 2K+1 sample points of fourier_coefficients by statevector
+// simulation in double precision, and its exact gradient by the adjoint method.
+
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <tuple>
+#include <type_traits>
+#include <vector>
+
+#ifndef HFSP_NAMESPACE
+#error "HFSP_NAMESPACE must be defined (the op namespace, unique per build)"
+#endif
+
+namespace {
+
+#if defined(__AVX512F__)
+constexpr int kVectorBytes = 64;
+#elif defined(__AVX__)
+constexpr int kVectorBytes = 32;
+#else
+constexpr int kVectorBytes = 16;
+#endif
+
+// Scores per tile: the unit of parallel work and of the moments' partial sums (accumulated per lane in
+// the compute dtype over at most kTile / lanes scores, then in double across tiles).
+constexpr int64_t kTile = 4096;
+// Below this many scores a pass runs on one thread (thread start-up would cost more than it saves).
+constexpr int64_t kParallelScores = 32768;
+// Degrees with a fully unrolled kernel (accumulators in registers); larger degrees use a runtime loop.
+constexpr int kMaxUnrolled = 16;
+
+template <typename T>
+struct Simd;
+
+template <>
+struct Simd<float> {
+  typedef float V __attribute__((vector_size(kVectorBytes)));
+  typedef int32_t I __attribute__((vector_size(kVectorBytes)));
+  static constexpr int lanes = kVectorBytes / 4;
+};
+
+template <>
+struct Simd<double> {
+  typedef double V __attribute__((vector_size(kVectorBytes)));
+  typedef int64_t I __attribute__((vector_size(kVectorBytes)));
+  static constexpr int lanes = kVectorBytes / 8;
+};
+
+template <typename T>
+struct Trig;
+
+// Cephes sinf/cosf: pi/2 split into three parts whose products with the quadrant q are exact for
+// q < 2^13, then degree-7 / degree-8 polynomials on [-pi/4, pi/4].
+template <>
+struct Trig<float> {
+  static constexpr float two_over_pi = 0.636619772367581343f;
+  static constexpr float magic = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
+  static constexpr float pio2_1 = 1.5703125f;
+  static constexpr float pio2_2 = 4.837512969970703125e-4f;
+  static constexpr float pio2_3 = 7.54978995489188216e-8f;
+  static constexpr float limit = 8192.0f;
+  static constexpr float s1 = -1.6666654611e-1f, s2 = 8.3321608736e-3f, s3 = -1.9515295891e-4f;
+  static constexpr float c1 = 4.166664568298827e-2f, c2 = -1.388731625493765e-3f,
+                         c3 = 2.443315711809948e-5f;
+};
+
+// fdlibm: pi/2 in three 33-bit parts (exact products for q < 2^20), __kernel_sin/__kernel_cos
+// polynomials on [-pi/4, pi/4].
+template <>
+struct Trig<double> {
+  static constexpr double two_over_pi = 6.36619772367581382433e-01;
+  static constexpr double magic = 6755399441055744.0;  // 1.5 * 2^52
+  static constexpr double pio2_1 = 1.57079632673412561417e+00;
+  static constexpr double pio2_2 = 6.07710050630396597660e-11;
+  static constexpr double pio2_3 = 2.02226624871116645580e-21;
+  static constexpr double limit = 524288.0;
+  static constexpr double s1 = -1.66666666666666324348e-01, s2 = 8.33333333332248946124e-03,
+                          s3 = -1.98412698298579493134e-04, s4 = 2.75573137070700676789e-06,
+                          s5 = -2.50507602534068634195e-08, s6 = 1.58969099521155010221e-10;
+  static constexpr double c1 = 4.16666666666666019037e-02, c2 = -1.38888888888741095749e-03,
+                          c3 = 2.48015872894767294178e-05, c4 = -2.75573143513906633035e-07,
+                          c5 = 2.08757232129817482790e-09, c6 = -1.13596475577881948265e-11;
+};
+
+template <typename V, typename S>
+inline __attribute__((always_inline)) V load(const S* p) {
+  V v;
+  std::memcpy(&v, p, sizeof(V));
+  return v;
+}
+
+template <typename V, typename S>
+inline __attribute__((always_inline)) void store(S* p, V v) {
+  std::memcpy(p, &v, sizeof(V));
+}
+
+template <typename T>
+inline __attribute__((always_inline)) typename Simd<T>::V broadcast(T value) {
+  typename Simd<T>::V v = {};
+  return v + value;
+}
+
+// All-ones in the first `count` lanes.
+template <typename T>
+inline __attribute__((always_inline)) typename Simd<T>::I first_lanes(int64_t count) {
+  typename Simd<T>::I index;
+  for (int l = 0; l < Simd<T>::lanes; ++l) index[l] = l;
+  return index < static_cast<typename std::remove_reference<decltype(index[0])>::type>(count);
+}
+
+template <typename T>
+inline __attribute__((always_inline)) bool all_lanes(typename Simd<T>::I mask) {
+  bool all = true;
+  for (int l = 0; l < Simd<T>::lanes; ++l) all &= mask[l] != 0;
+  return all;
+}
+
+template <typename T>
+inline __attribute__((always_inline)) typename Simd<T>::V sin_poly(typename Simd<T>::V r, typename Simd<T>::V z) {
+  using C = Trig<T>;
+  if constexpr (std::is_same<T, float>::value) {
+    return r + r * z * (C::s1 + z * (C::s2 + z * C::s3));
+  } else {
+    return r + r * z * (C::s1 + z * (C::s2 + z * (C::s3 + z * (C::s4 + z * (C::s5 + z * C::s6)))));
+  }
+}
+
+template <typename T>
+inline __attribute__((always_inline)) typename Simd<T>::V cos_poly(typename Simd<T>::V z) {
+  using C = Trig<T>;
+  if constexpr (std::is_same<T, float>::value) {
+    return T(1) - T(0.5) * z + z * z * (C::c1 + z * (C::c2 + z * C::c3));
+  } else {
+    return T(1) - T(0.5) * z + z * z * (C::c1 + z * (C::c2 + z * (C::c3 + z * (C::c4 + z * (C::c5 + z * C::c6)))));
+  }
+}
+
+// sin(t) and cos(t) lane by lane, accurate for |t| <= Trig<T>::limit; `in_range` loses the lanes where
+// |t| is larger or NaN (the caller then recomputes the tile with the scalar path).
+template <typename T>
+inline __attribute__((always_inline)) void fast_sincos(typename Simd<T>::V t, typename Simd<T>::V& sin_t,
+                                                       typename Simd<T>::V& cos_t, typename Simd<T>::I& in_range) {
+  using V = typename Simd<T>::V;
+  using I = typename Simd<T>::I;
+  using C = Trig<T>;
+  in_range &= (t <= C::limit) & (t >= -C::limit);
+  // q = round(t * 2/pi) by the magic-number trick; the low bits of qm's representation hold q mod 4.
+  V qm = t * C::two_over_pi + C::magic;
+  V q = qm - C::magic;
+  I n = (I)qm;  // vector cast: reinterprets the bits
+  V r = t - q * C::pio2_1;
+  r = r - q * C::pio2_2;
+  r = r - q * C::pio2_3;
+  V z = r * r;
+  I s_bits = (I)sin_poly<T>(r, z);
+  I c_bits = (I)cos_poly<T>(z);
+  // Quadrant n: (sin, cos)(t) = (s, c), (c, -s), (-s, -c), (-c, s) for n mod 4 = 0, 1, 2, 3.
+  using Lane = typename std::remove_reference<decltype(n[0])>::type;
+  const I sign_bit = (I){} + std::numeric_limits<Lane>::min();  // the floating-point sign bit
+  I odd = (n & 1) != 0;                                          // all-ones lanes where sin and cos swap
+  I sin_sign = ((n & 2) != 0) & sign_bit;
+  I cos_sign = (((n + 1) & 2) != 0) & sign_bit;
+  sin_t = (V)(((s_bits & ~odd) | (c_bits & odd)) ^ sin_sign);
+  cos_t = (V)(((c_bits & ~odd) | (s_bits & odd)) ^ cos_sign);
+}
+
+template <typename T>
+inline __attribute__((always_inline)) T lane_sum(typename Simd<T>::V v) {
+  T total = 0;
+  for (int l = 0; l < Simd<T>::lanes; ++l) total += v[l];
+  return total;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Per-score maths, shared by the forward and backward kernels. KT is the compile-time
+// degree (or -1: the runtime K); with a constant K the loops unroll and everything stays in registers.
+// ---------------------------------------------------------------------------------------------------
+
+// z + Phi(frequency * z), where table = [cosine_0..K, sine_0..K].
+template <typename T, int KT>
+inline __attribute__((always_inline)) typename Simd<T>::V term_value(typename Simd<T>::V z, const T* table, int K,
+                                                                     T frequency, typename Simd<T>::I& in_range) {
+  using V = typename Simd<T>::V;
+  const T* cosine = table;
+  const T* sine = table + K + 1;
+  V s, c;
+  fast_sincos<T>(z * frequency, s, c, in_range);
+  if (K == 0) return z + cosine[0];
+  // Horner in w = exp(i t): p = c_K, p <- p w + c_j (c_j = cosine_j - i sine_j); the result is Re p.
+  V re = broadcast<T>(cosine[K]);
+  V im = broadcast<T>(-sine[K]);
+  for (int j = K - 1; j >= 1; --j) {
+    V next_re = cosine[j] + re * c - im * s;
+    im = re * s + im * c - sine[j];
+    re = next_re;
+  }
+  return z + cosine[0] + re * c - im * s;
+}
+
+template <typename T>
+T term_value_scalar(T z, const T* table, int K, T frequency) {
+  const T* cosine = table;
+  const T* sine = table + K + 1;
+  T t = z * frequency;
+  T s = std::sin(t), c = std::cos(t);
+  T re = cosine[K], im = -sine[K];
+  T result = cosine[0];
+  if (K > 0) {
+    for (int j = K - 1; j >= 1; --j) {
+      T next_re = cosine[j] + re * c - im * s;
+      im = re * s + im * c - sine[j];
+      re = next_re;
+    }
+    result += re * c - im * s;
+  }
+  return z + result;
+}
+
+// Moments accumulators of one tile: vectors, in registers for compile-time degrees.
+template <typename T, int KT>
+struct Accumulators {
+  using V = typename Simd<T>::V;
+  static constexpr int kLocal = KT >= 0 ? KT + 1 : 1;
+  V local_cos[kLocal] = {}, local_sin[kLocal] = {};
+  std::vector<V> heap;
+  V* cos_ = local_cos;
+  V* sin_ = local_sin;
+  explicit Accumulators(int K) {
+    if (KT < 0) {
+      heap.assign(2 * (K + 1), V{});
+      cos_ = heap.data();
+      sin_ = heap.data() + K + 1;
+    }
+  }
+  void add_to(double* moments, int K) const {  // moments[0..2K+1] += lane sums
+    for (int j = 0; j <= K; ++j) {
+      moments[j] += lane_sum<T>(cos_[j]);
+      if (j > 0) moments[K + 1 + j] += lane_sum<T>(sin_[j]);
+    }
+  }
+};
+
+// g * (1 + sum_j derivative_j basis_j(frequency * z)), adding g * basis_j to the moments; cos(jt) + i sin(jt)
+// = w^j by repeated complex multiplication, each power used for both and then dropped.
+template <typename T, int KT>
+inline __attribute__((always_inline)) typename Simd<T>::V term_slope(typename Simd<T>::V g, typename Simd<T>::V z,
+                                                                     const T* derivative, int K, T frequency,
+                                                                     Accumulators<T, KT>& acc, bool need_grad,
+                                                                     bool need_moments, typename Simd<T>::I& in_range) {
+  using V = typename Simd<T>::V;
+  const T* d_cos = derivative;
+  const T* d_sin = derivative + K + 1;
+  V s1, c1;
+  fast_sincos<T>(z * frequency, s1, c1, in_range);
+  V cj = c1, sj = s1;
+  V slope = broadcast<T>(T(1));  // derivative_0 = 0: a constant has no slope
+  if (need_moments) acc.cos_[0] += g;
+  for (int j = 1; j <= K; ++j) {
+    if (j > 1) {
+      V next_c = cj * c1 - sj * s1;
+      sj = sj * c1 + cj * s1;
+      cj = next_c;
+    }
+    if (need_grad) slope = slope + d_cos[j] * cj + d_sin[j] * sj;
+    if (need_moments) {
+      acc.cos_[j] += g * cj;
+      acc.sin_[j] += g * sj;
+    }
+  }
+  return g * slope;
+}
+
+template <typename T>
+T term_slope_scalar(T g, T z, const T* derivative, int K, T frequency, double* moments) {
+  const T* d_cos = derivative;
+  const T* d_sin = derivative + K + 1;
+  T t = z * frequency;
+  T s1 = std::sin(t), c1 = std::cos(t);
+  T cj = c1, sj = s1, slope = 1;
+  if (moments != nullptr) moments[0] += g;
+  for (int j = 1; j <= K; ++j) {
+    if (j > 1) {
+      T next_c = cj * c1 - sj * s1;
+      sj = sj * c1 + cj * s1;
+      cj = next_c;
+    }
+    slope += d_cos[j] * cj + d_sin[j] * sj;
+    if (moments != nullptr) {
+      moments[j] += double(g * cj);
+      moments[K + 1 + j] += double(g * sj);
+    }
+  }
+  return g * slope;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Tiles and the circuit-term kernels.
+// ---------------------------------------------------------------------------------------------------
+
+// A tile: rows [row0, row1) of one block's [rows, row_len] score matrix, columns [col0, col1). With
+// `causal`, row r keeps only columns c <= r (upper-left aligned, as SDPA's is_causal); the other scores
+// of the tile are masked, which the caller writes. Rows are contiguous, so an unmasked tile of whole rows
+// is one segment.
+struct Tile {
+  int64_t base;  // flat offset of the block's first score
+  int64_t row0, row1, row_len, col0, col1;
+  bool causal;
+
+  int64_t valid_end(int64_t row) const { return causal ? std::min(col1, row + 1) : col1; }
+
+  // f(offset, count, room) over the runs of unmasked scores; `room` >= count scores from `offset` lie in
+  // the tile (the rest of the run's row is masked), so a vector may read and write past `count`.
+  template <typename F>
+  inline void for_each_segment(F&& f) const {
+    if (!causal && col0 == 0 && col1 == row_len) {
+      f(base + row0 * row_len, (row1 - row0) * row_len, (row1 - row0) * row_len);
+      return;
+    }
+    for (int64_t r = row0; r < row1; ++r) {
+      int64_t end = valid_end(r);
+      if (end > col0) f(base + r * row_len + col0, end - col0, col1 - col0);
+    }
+  }
+
+  template <typename S>
+  inline void fill_masked(S* data, S value) const {
+    if (!causal) return;
+    for (int64_t r = row0; r < row1; ++r) {
+      int64_t start = std::max(col0, valid_end(r));
+      std::fill(data + base + r * row_len + start, data + base + r * row_len + col1, value);
+    }
+  }
+};
+
+// Forward of one tile: out = z + Phi(frequency z), z = scale * x, over the tile's unmasked scores. Returns
+// false if an angle was out of the fast range: the caller then redoes the tile with the scalar path.
+template <typename T, int KT>
+bool forward_tile(const T* x, T* out, const Tile& tile, const T* table, int degree, T scale, T frequency) {
+  using V = typename Simd<T>::V;
+  using I = typename Simd<T>::I;
+  constexpr int L = Simd<T>::lanes;
+  const int K = KT >= 0 ? KT : degree;
+  I in_range = (I){} - 1;
+  // z = x * scale is rounded exactly as torch's `scores * scale`.
+  auto body = [&](V xv) -> V { return term_value<T, KT>(xv * scale, table, K, frequency, in_range); };
+  tile.for_each_segment([&](int64_t offset, int64_t count, int64_t room) {
+    const T* xs = x + offset;
+    T* ys = out + offset;
+    int64_t i = 0;
+    for (; i + L <= count; i += L) store(ys + i, body(load<V>(xs + i)));
+    if (i < count && i + L <= room) {
+      // A last partial vector inside the tile: its extra lanes are masked scores, which the caller
+      // overwrites with the mask value afterwards, so the whole vector is computed and stored.
+      store(ys + i, body(load<V>(xs + i)));
+    } else if (i < count) {  // the last partial vector at the tile's edge, through a zero-padded copy
+      T buffer[L] = {};
+      std::copy(xs + i, xs + count, buffer);
+      store(buffer, body(load<V>(buffer)));
+      std::copy(buffer, buffer + (count - i), ys + i);
+    }
+  });
+  return all_lanes<T>(in_range);
+}
+
+template <typename T>
+void forward_tile_scalar(const T* x, T* out, const Tile& tile, const T* table, int degree, T scale, T frequency) {
+  tile.for_each_segment([&](int64_t offset, int64_t count, int64_t) {
+    for (int64_t i = offset; i < offset + count; ++i) out[i] = term_value_scalar<T>(x[i] * scale, table, degree, frequency);
+  });
+}
+
+// Backward of one tile (as forward_tile): grad_x = g * slope * scale. Adds the tile's 2K+2 moments to
+// `moments` (in double) only when it succeeds, so that the scalar fallback does not count them twice.
+template <typename T, int KT>
+bool backward_tile(const T* g, const T* x, T* grad_x, const Tile& tile, const T* derivative, int degree,
+                   T scale, T frequency, double* moments) {
+  using V = typename Simd<T>::V;
+  using I = typename Simd<T>::I;
+  constexpr int L = Simd<T>::lanes;
+  const int K = KT >= 0 ? KT : degree;
+  I in_range = (I){} - 1;
+  Accumulators<T, KT> acc(K);
+  const bool need_grad = grad_x != nullptr;
+  const bool need_moments = moments != nullptr;
+  auto body = [&](V gv, V xv) -> V {  // the chain rule through z = scale * x
+    return term_slope<T, KT>(gv, xv * scale, derivative, K, frequency, acc, need_grad, need_moments, in_range) *
+           scale;
+  };
+  tile.for_each_segment([&](int64_t offset, int64_t count, int64_t room) {
+    const T* gs = g + offset;
+    const T* xs = x + offset;
+    int64_t i = 0;
+    for (; i + L <= count; i += L) {
+      V result = body(load<V>(gs + i), load<V>(xs + i));
+      if (need_grad) store(grad_x + offset + i, result);
+    }
+    if (i < count && i + L <= room) {
+      // A last partial vector inside the tile: g is zeroed on the masked lanes (nothing added to the
+      // moments), whose gradient the caller then overwrites with 0.
+      V gv = (V)((I)load<V>(gs + i) & first_lanes<T>(count - i));
+      V result = body(gv, load<V>(xs + i));
+      if (need_grad) store(grad_x + offset + i, result);
+    } else if (i < count) {  // the last partial vector at the tile's edge: zero-padded copies
+      T g_buffer[L] = {}, x_buffer[L] = {}, out_buffer[L];
+      std::copy(gs + i, gs + count, g_buffer);
+      std::copy(xs + i, xs + count, x_buffer);
+      store(out_buffer, body(load<V>(g_buffer), load<V>(x_buffer)));
+      if (need_grad) std::copy(out_buffer, out_buffer + (count - i), grad_x + offset + i);
+    }
+  });
+  if (!all_lanes<T>(in_range)) return false;
+  if (need_moments) acc.add_to(moments, K);
+  return true;
+}
+
+// Whether backward_tile would succeed on this tile: the same angles, vector by vector, checked before
+// anything is written (needed when the gradient overwrites `g`, which a failed fast pass would destroy).
+template <typename T>
+bool tile_in_range(const T* x, const Tile& tile, T scale, T frequency) {
+  using V = typename Simd<T>::V;
+  using I = typename Simd<T>::I;
+  constexpr int L = Simd<T>::lanes;
+  I in_range = (I){} - 1;
+  tile.for_each_segment([&](int64_t offset, int64_t count, int64_t room) {
+    const T* xs = x + offset;
+    int64_t i = 0;
+    for (; i + L <= count; i += L) {
+      V t = load<V>(xs + i) * scale * frequency;
+      in_range &= (t <= Trig<T>::limit) & (t >= -Trig<T>::limit);
+    }
+    if (i < count) {
+      T buffer[L] = {};
+      std::copy(xs + i, xs + (i + L <= room ? i + L : count), buffer);
+      V t = load<V>(buffer) * scale * frequency;
+      in_range &= (t <= Trig<T>::limit) & (t >= -Trig<T>::limit);
+    }
+  });
+  return all_lanes<T>(in_range);
+}
+
+template <typename T>
+void backward_tile_scalar(const T* g, const T* x, T* grad_x, const Tile& tile, const T* derivative, int degree,
+                          T scale, T frequency, double* moments) {
+  tile.for_each_segment([&](int64_t offset, int64_t count, int64_t) {
+    for (int64_t i = offset; i < offset + count; ++i) {
+      T result = term_slope_scalar<T>(g[i], x[i] * scale, derivative, degree, frequency, moments) * scale;
+      if (grad_x != nullptr) grad_x[i] = result;
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Dispatch, tiling and the ops.
+// ---------------------------------------------------------------------------------------------------
+
+template <typename T>
+using ForwardFn = bool (*)(const T*, T*, const Tile&, const T*, int, T, T);
+template <typename T>
+using BackwardFn = bool (*)(const T*, const T*, T*, const Tile&, const T*, int, T, T, double*);
+
+template <typename T>
+struct Kernels {
+  ForwardFn<T> forward;
+  BackwardFn<T> backward;
+};
+
+template <typename T, int KT = 0>
+Kernels<T> kernels_for(int degree) {
+  if constexpr (KT > kMaxUnrolled) {
+    return {&forward_tile<T, -1>, &backward_tile<T, -1>};
+  } else {
+    if (degree == KT) return {&forward_tile<T, KT>, &backward_tile<T, KT>};
+    return kernels_for<T, KT + 1>(degree);
+  }
+}
+
+// How a [blocks, rows * row_len] score matrix is cut into tiles of about kTile scores.
+struct Tiling {
+  int64_t rows, row_len, pieces_per_row, rows_per_tile, row_chunks, tiles_per_block, n_tiles, grain;
+  bool causal;
+
+  Tiling(int64_t n_blocks, int64_t block_size, int64_t query_len, bool causal_) : causal(causal_) {
+    // Without a mask a block is flat: rows are contiguous, so the row structure does not matter.
+    rows = causal ? query_len : 1;
+    row_len = causal ? block_size / std::max<int64_t>(query_len, 1) : block_size;
+    pieces_per_row = std::max<int64_t>(1, (row_len + kTile - 1) / kTile);
+    rows_per_tile = pieces_per_row > 1 ? 1 : std::max<int64_t>(1, kTile / std::max<int64_t>(row_len, 1));
+    row_chunks = (rows + rows_per_tile - 1) / rows_per_tile;
+    tiles_per_block = row_chunks * pieces_per_row;
+    n_tiles = n_blocks * tiles_per_block;
+    int64_t tile_scores = std::max<int64_t>(1, std::min<int64_t>(rows_per_tile * row_len, rows * row_len));
+    tile_scores = std::min<int64_t>(tile_scores, kTile);
+    grain = std::max<int64_t>(1, kParallelScores / tile_scores);
+  }
+
+  int64_t block_of(int64_t index) const { return index / tiles_per_block; }
+
+  Tile operator()(int64_t index) const {
+    int64_t block = index / tiles_per_block;
+    int64_t rest = index % tiles_per_block;
+    int64_t chunk = rest / pieces_per_row, piece = rest % pieces_per_row;
+    // Causal rows get longer down the block: interleave short and long row chunks (0, n-1, 1, n-2, ...)
+    // so that each thread's contiguous range of tiles holds about the same work.
+    if (causal) chunk = chunk % 2 == 0 ? chunk / 2 : row_chunks - 1 - chunk / 2;
+    Tile tile;
+    tile.base = block * rows * row_len;
+    tile.row0 = chunk * rows_per_tile;
+    tile.row1 = std::min(rows, tile.row0 + rows_per_tile);
+    tile.row_len = row_len;
+    tile.col0 = piece * kTile;
+    tile.col1 = std::min(row_len, tile.col0 + kTile);
+    tile.causal = causal;
+    return tile;
+  }
+};
+
+void check_inputs(const at::Tensor& scores, const at::Tensor& table, const char* table_name, int64_t query_len) {
+  TORCH_CHECK(scores.device().is_cpu() && table.device().is_cpu(), "circuit kernel: CPU tensors only");
+  TORCH_CHECK(scores.dim() == 2 && scores.is_contiguous(), "circuit kernel: scores must be a contiguous 2-D tensor");
+  TORCH_CHECK(table.dim() == 2 && table.is_contiguous() && table.size(0) == scores.size(0),
+              "circuit kernel: ", table_name, " must be contiguous [blocks, 2K+2]");
+  TORCH_CHECK(table.size(1) >= 2 && table.size(1) % 2 == 0, "circuit kernel: ", table_name,
+              " must have 2K+2 columns");
+  TORCH_CHECK(scores.scalar_type() == table.scalar_type() &&
+                  (scores.scalar_type() == at::kFloat || scores.scalar_type() == at::kDouble),
+              "circuit kernel: float32 or float64 tensors of one dtype");
+  TORCH_CHECK(query_len >= 1 && scores.size(1) % query_len == 0,
+              "circuit kernel: query_len must divide the block size");
+}
+
+// Sums the per-tile moments into [blocks, width].
+void reduce_moments(const std::vector<double>& partial, const Tiling& tiling, int64_t n_blocks, int width,
+                    at::Tensor& moments) {
+  AT_DISPATCH_FLOATING_TYPES(moments.scalar_type(), "reduce_moments", [&] {
+    scalar_t* m = moments.data_ptr<scalar_t>();
+    for (int64_t block = 0; block < n_blocks; ++block) {
+      for (int j = 0; j < width; ++j) {
+        double total = 0.0;
+        for (int64_t k = 0; k < tiling.tiles_per_block; ++k) {
+          total += partial[(block * tiling.tiles_per_block + k) * width + j];
+        }
+        m[block * width + j] = static_cast<scalar_t>(total);
+      }
+    }
+  });
+}
+
+template <typename T>
+void run_forward(const at::Tensor& scores, const at::Tensor& table, double scale, double frequency,
+                 int64_t query_len, bool causal, at::Tensor& out) {
+  const int width = static_cast<int>(table.size(1));
+  const int degree = width / 2 - 1;
+  const T* x = scores.data_ptr<T>();
+  const T* coefficients = table.data_ptr<T>();
+  T* y = out.data_ptr<T>();
+  const T freq = static_cast<T>(frequency), factor = static_cast<T>(scale);
+  const Kernels<T> kernels = kernels_for<T>(degree);
+  Tiling tiling(scores.size(0), scores.size(1), query_len, causal);
+  at::parallel_for(0, tiling.n_tiles, tiling.grain, [&](int64_t begin, int64_t end) {
+    for (int64_t index = begin; index < end; ++index) {
+      Tile tile = tiling(index);
+      const T* row = coefficients + tiling.block_of(index) * width;
+      if (!kernels.forward(x, y, tile, row, degree, factor, freq)) {
+        forward_tile_scalar<T>(x, y, tile, row, degree, factor, freq);
+      }
+      // What apply_attention_mask gives masked logits: the lowest finite value (softmax weight 0, no NaN).
+      tile.fill_masked(y, std::numeric_limits<T>::lowest());
+    }
+  });
+}
+
+template <typename T>
+void run_backward(const at::Tensor& grad, const at::Tensor& scores, const at::Tensor& derivative, double scale,
+                  double frequency, int64_t query_len, bool causal, at::Tensor* grad_scores, at::Tensor* moments,
+                  bool in_place) {
+  const int64_t n_blocks = scores.size(0);
+  const int width = static_cast<int>(derivative.size(1));
+  const int degree = width / 2 - 1;
+  const T* g = grad.data_ptr<T>();
+  const T* x = scores.data_ptr<T>();
+  const T* slopes = derivative.data_ptr<T>();
+  T* gx = grad_scores != nullptr ? grad_scores->data_ptr<T>() : nullptr;
+  const T freq = static_cast<T>(frequency), factor = static_cast<T>(scale);
+  const Kernels<T> kernels = kernels_for<T>(degree);
+  Tiling tiling(n_blocks, scores.size(1), query_len, causal);
+  std::vector<double> partial(moments != nullptr ? tiling.n_tiles * width : 0, 0.0);
+  at::parallel_for(0, tiling.n_tiles, tiling.grain, [&](int64_t begin, int64_t end) {
+    for (int64_t index = begin; index < end; ++index) {
+      Tile tile = tiling(index);
+      const T* row = slopes + tiling.block_of(index) * width;
+      double* tile_moments = moments != nullptr ? partial.data() + index * width : nullptr;
+      const bool fast = !in_place || tile_in_range<T>(x, tile, factor, freq);
+      if (!fast || !kernels.backward(g, x, gx, tile, row, degree, factor, freq, tile_moments)) {
+        backward_tile_scalar<T>(g, x, gx, tile, row, degree, factor, freq, tile_moments);
+      }
+      if (gx != nullptr) tile.fill_masked(gx, T(0));  // masked scores are constants
+    }
+  });
+  if (moments != nullptr) reduce_moments(partial, tiling, n_blocks, width, *moments);
+}
+
+at::Tensor circuit_forward(const at::Tensor& scores, const at::Tensor& table, double scale, double frequency,
+                           int64_t query_len, bool causal) {
+  check_inputs(scores, table, "table", query_len);
+  at::Tensor out = at::empty(scores.sizes(), scores.options());
+  if (scores.numel() == 0) return out;
+  if (scores.scalar_type() == at::kFloat) {
+    run_forward<float>(scores, table, scale, frequency, query_len, causal, out);
+  } else {
+    run_forward<double>(scores, table, scale, frequency, query_len, causal, out);
+  }
+  return out;
+}
+
+// in_place: write the scores' gradient over `grad` (each element is read before it is written), for a
+// caller that owns `grad` (fourier.py's fused softmax: the softmax backward's fresh output).
+std::tuple<at::Tensor, at::Tensor> circuit_backward(const at::Tensor& grad, const at::Tensor& scores,
+                                                    const at::Tensor& derivative, double scale, double frequency,
+                                                    int64_t query_len, bool causal, bool need_scores,
+                                                    bool need_moments, bool in_place) {
+  check_inputs(scores, derivative, "derivative", query_len);
+  TORCH_CHECK(grad.sizes() == scores.sizes() && grad.is_contiguous() &&
+                  grad.scalar_type() == scores.scalar_type() && grad.device().is_cpu(),
+              "circuit kernel: grad must be contiguous, shaped and typed like scores");
+  at::Tensor grad_scores;
+  if (need_scores) grad_scores = in_place ? grad : at::empty(scores.sizes(), scores.options());
+  at::Tensor moments = need_moments ? at::zeros({scores.size(0), derivative.size(1)}, scores.options())
+                                    : at::Tensor();
+  if (scores.numel() == 0 || !(need_scores || need_moments)) return {grad_scores, moments};
+  at::Tensor* gs = need_scores ? &grad_scores : nullptr;
+  at::Tensor* mo = need_moments ? &moments : nullptr;
+  if (scores.scalar_type() == at::kFloat) {
+    run_backward<float>(grad, scores, derivative, scale, frequency, query_len, causal, gs, mo, in_place);
+  } else {
+    run_backward<double>(grad, scores, derivative, scale, frequency, query_len, causal, gs, mo, in_place);
+  }
+  return {grad_scores, moments};
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The circuit readout Phi at the 2K+1 sample points of fourier.fourier_coefficients, and its exact
+// gradient in the angles by the adjoint method: one forward simulation, then the gates undone one by one
+// while an adjoint state is carried back (dPhi/dtheta = Re <lambda| dG/dtheta psi>). Same circuit and
+// conventions as functional/circuit.py (Qiskit's): H on every qubit of |0..0>; per layer, per qubit i,
+// RY(ry[l,i] + x) then RZ(rz[l,i]); then CNOT(i -> i+1) for i = 0..n-2; qubit k is bit k of the index.
+// Always in double precision; a state has 2^n amplitudes and every (angle set, point) pair is independent.
+// ---------------------------------------------------------------------------------------------------
+
+struct State {
+  std::vector<double> re, im;
+  explicit State(int64_t dim) : re(dim), im(dim) {}
+};
+
+// RY(a) = [[c, -s], [s, c]], c, s = cos(a/2), sin(a/2), on `qubit`.
+void apply_ry(State& psi, int qubit, double angle) {
+  const double c = std::cos(0.5 * angle), s = std::sin(0.5 * angle);
+  const int64_t dim = static_cast<int64_t>(psi.re.size()), bit = int64_t(1) << qubit;
+  for (int64_t b = 0; b < dim; ++b) {
+    if (b & bit) continue;
+    const int64_t b1 = b | bit;
+    const double r0 = psi.re[b], i0 = psi.im[b], r1 = psi.re[b1], i1 = psi.im[b1];
+    psi.re[b] = c * r0 - s * r1;
+    psi.im[b] = c * i0 - s * i1;
+    psi.re[b1] = s * r0 + c * r1;
+    psi.im[b1] = s * i0 + c * i1;
+  }
+}
+
+// RZ(a) = diag(exp(-i a/2), exp(i a/2)) on `qubit`.
+void apply_rz(State& psi, int qubit, double angle) {
+  const double c = std::cos(0.5 * angle), s = std::sin(0.5 * angle);
+  const int64_t dim = static_cast<int64_t>(psi.re.size()), bit = int64_t(1) << qubit;
+  for (int64_t b = 0; b < dim; ++b) {
+    const double sign = (b & bit) ? 1.0 : -1.0;  // phase exp(sign * i a/2)
+    const double r = psi.re[b], i = psi.im[b];
+    psi.re[b] = c * r - sign * s * i;
+    psi.im[b] = c * i + sign * s * r;
+  }
+}
+
+void apply_cnot(State& psi, int control, int target) {
+  const int64_t dim = static_cast<int64_t>(psi.re.size());
+  const int64_t cbit = int64_t(1) << control, tbit = int64_t(1) << target;
+  for (int64_t b = 0; b < dim; ++b) {
+    if ((b & cbit) && !(b & tbit)) {
+      std::swap(psi.re[b], psi.re[b | tbit]);
+      std::swap(psi.im[b], psi.im[b | tbit]);
+    }
+  }
+}
+
+// Re <lambda| (-i/2) P psi> for P = Y or Z on `qubit`: the derivative of exp(-i a P/2) applied to the state
+// before it, expressed with the state after it (the generator commutes with the gate).
+double generator_overlap(const State& lambda, const State& psi, int qubit, bool pauli_y) {
+  const int64_t dim = static_cast<int64_t>(psi.re.size()), bit = int64_t(1) << qubit;
+  double total = 0.0;
+  for (int64_t b = 0; b < dim; ++b) {
+    if (b & bit) continue;
+    const int64_t b1 = b | bit;
+    if (pauli_y) {  // (-i/2) Y: (psi0, psi1) -> (-psi1 / 2, psi0 / 2)
+      total += 0.5 * (-(lambda.re[b] * psi.re[b1] + lambda.im[b] * psi.im[b1]) +
+                      (lambda.re[b1] * psi.re[b] + lambda.im[b1] * psi.im[b]));
+    } else {  // (-i/2) Z: (psi0, psi1) -> (-i psi0 / 2, i psi1 / 2)
+      total += 0.5 * ((lambda.re[b] * psi.im[b] - lambda.im[b] * psi.re[b]) -
+                      (lambda.re[b1] * psi.im[b1] - lambda.im[b1] * psi.re[b1]));
+    }
+  }
+  return total;
+}
+
+struct Circuit {
+  const double* ry;  // [depth, n] of one angle set
+  const double* rz;
+  int depth, n_qubits;
+};
+
+State simulate(const Circuit& circuit, double x) {
+  const int64_t dim = int64_t(1) << circuit.n_qubits;
+  State psi(dim);
+  std::fill(psi.re.begin(), psi.re.end(), std::pow(2.0, -0.5 * circuit.n_qubits));
+  for (int l = 0; l < circuit.depth; ++l) {
+    for (int i = 0; i < circuit.n_qubits; ++i) {
+      apply_ry(psi, i, circuit.ry[l * circuit.n_qubits + i] + x);
+      apply_rz(psi, i, circuit.rz[l * circuit.n_qubits + i]);
+    }
+    for (int i = 0; i + 1 < circuit.n_qubits; ++i) apply_cnot(psi, i, i + 1);
+  }
+  return psi;
+}
+
+double z_weight(int64_t index, int n_qubits) {  // sum_k <index|Z_k|index> = n - 2 popcount(index)
+  int ones = 0;
+  for (int k = 0; k < n_qubits; ++k) ones += (index >> k) & 1;
+  return n_qubits - 2.0 * ones;
+}
+
+double readout_value(const State& psi, int n_qubits, bool amplitude) {
+  double total = 0.0;
+  if (amplitude) {  // sum_{k<n} Re <k|psi>
+    for (int64_t k = 0; k < n_qubits && k < static_cast<int64_t>(psi.re.size()); ++k) total += psi.re[k];
+  } else {  // sum_k <Z_k>
+    for (int64_t b = 0; b < static_cast<int64_t>(psi.re.size()); ++b) {
+      total += z_weight(b, n_qubits) * (psi.re[b] * psi.re[b] + psi.im[b] * psi.im[b]);
+    }
+  }
+  return total;
+}
+
+// Adds weight * dPhi(x)/d(ry, rz) to grad_ry / grad_rz ([depth, n] each).
+void readout_gradient(const Circuit& circuit, double x, bool amplitude, double weight, double* grad_ry,
+                      double* grad_rz) {
+  const int n = circuit.n_qubits;
+  State psi = simulate(circuit, x);
+  // dPhi = Re <lambda| dpsi>: lambda = 2 O psi for <O> = sum_k <Z_k>, the vector sum_{k<n} |k> for amplitudes.
+  State lambda(static_cast<int64_t>(psi.re.size()));
+  if (amplitude) {
+    for (int64_t k = 0; k < n && k < static_cast<int64_t>(psi.re.size()); ++k) lambda.re[k] = 1.0;
+  } else {
+    for (int64_t b = 0; b < static_cast<int64_t>(psi.re.size()); ++b) {
+      lambda.re[b] = 2.0 * z_weight(b, n) * psi.re[b];
+      lambda.im[b] = 2.0 * z_weight(b, n) * psi.im[b];
+    }
+  }
+  for (int l = circuit.depth - 1; l >= 0; --l) {
+    for (int i = n - 2; i >= 0; --i) {  // CNOTs are their own inverses
+      apply_cnot(psi, i, i + 1);
+      apply_cnot(lambda, i, i + 1);
+    }
+    for (int i = n - 1; i >= 0; --i) {
+      const double rz = circuit.rz[l * n + i], ry = circuit.ry[l * n + i] + x;
+      grad_rz[l * n + i] += weight * generator_overlap(lambda, psi, i, false);
+      apply_rz(psi, i, -rz);
+      apply_rz(lambda, i, -rz);
+      grad_ry[l * n + i] += weight * generator_overlap(lambda, psi, i, true);
+      apply_ry(psi, i, -ry);
+      apply_ry(lambda, i, -ry);
+    }
+  }
+}
+
+void check_circuit_inputs(const at::Tensor& ry, const at::Tensor& rz, const at::Tensor& points) {
+  TORCH_CHECK(ry.device().is_cpu() && rz.device().is_cpu() && points.device().is_cpu(),
+              "circuit sampler: CPU tensors only");
+  TORCH_CHECK(ry.dim() == 3 && ry.sizes() == rz.sizes() && ry.is_contiguous() && rz.is_contiguous(),
+              "circuit sampler: ry and rz must be contiguous [sets, depth, n_qubits]");
+  TORCH_CHECK(points.dim() == 1 && points.is_contiguous(), "circuit sampler: points must be contiguous 1-D");
+  TORCH_CHECK(ry.scalar_type() == at::kDouble && rz.scalar_type() == at::kDouble &&
+                  points.scalar_type() == at::kDouble,
+              "circuit sampler: float64 tensors only");
+  TORCH_CHECK(ry.size(2) >= 1 && ry.size(2) <= 24, "circuit sampler: 1 to 24 qubits");
+}
+
+// Work items (angle set, point) per thread chunk: small circuits run on one thread.
+int64_t sampler_grain(int64_t n_qubits, int64_t depth) {
+  return std::max<int64_t>(1, 65536 / ((int64_t(1) << n_qubits) * depth * n_qubits));
+}
+
+at::Tensor circuit_samples(const at::Tensor& ry, const at::Tensor& rz, const at::Tensor& points, bool amplitude) {
+  check_circuit_inputs(ry, rz, points);
+  const int64_t sets = ry.size(0), n_points = points.size(0);
+  const int depth = static_cast<int>(ry.size(1)), n = static_cast<int>(ry.size(2));
+  at::Tensor out = at::empty({sets, n_points}, ry.options());
+  const double *ry_p = ry.data_ptr<double>(), *rz_p = rz.data_ptr<double>(), *x = points.data_ptr<double>();
+  double* y = out.data_ptr<double>();
+  at::parallel_for(0, sets * n_points, sampler_grain(n, depth), [&](int64_t begin, int64_t end) {
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t set = item / n_points, m = item % n_points;
+      Circuit circuit{ry_p + set * depth * n, rz_p + set * depth * n, depth, n};
+      y[item] = readout_value(simulate(circuit, x[m]), n, amplitude);
+    }
+  });
+  return out;
+}
+
+std::tuple<at::Tensor, at::Tensor> circuit_samples_backward(const at::Tensor& ry, const at::Tensor& rz,
+                                                            const at::Tensor& points, bool amplitude,
+                                                            const at::Tensor& grad) {
+  check_circuit_inputs(ry, rz, points);
+  const int64_t sets = ry.size(0), n_points = points.size(0);
+  const int depth = static_cast<int>(ry.size(1)), n = static_cast<int>(ry.size(2));
+  TORCH_CHECK(grad.dim() == 2 && grad.size(0) == sets && grad.size(1) == n_points && grad.is_contiguous() &&
+                  grad.scalar_type() == at::kDouble,
+              "circuit sampler: grad must be contiguous float64 [sets, points]");
+  const int64_t angles = int64_t(depth) * n;
+  // One gradient row per work item, summed over points afterwards (no shared writes between threads).
+  std::vector<double> partial(sets * n_points * 2 * angles, 0.0);
+  const double *ry_p = ry.data_ptr<double>(), *rz_p = rz.data_ptr<double>(), *x = points.data_ptr<double>();
+  const double* g = grad.data_ptr<double>();
+  at::parallel_for(0, sets * n_points, sampler_grain(n, depth), [&](int64_t begin, int64_t end) {
+    for (int64_t item = begin; item < end; ++item) {
+      if (g[item] == 0.0) continue;
+      const int64_t set = item / n_points, m = item % n_points;
+      Circuit circuit{ry_p + set * angles, rz_p + set * angles, depth, n};
+      double* row = partial.data() + item * 2 * angles;
+      readout_gradient(circuit, x[m], amplitude, g[item], row, row + angles);
+    }
+  });
+  at::Tensor grad_ry = at::zeros(ry.sizes(), ry.options()), grad_rz = at::zeros(rz.sizes(), rz.options());
+  double *gy = grad_ry.data_ptr<double>(), *gz = grad_rz.data_ptr<double>();
+  for (int64_t set = 0; set < sets; ++set) {
+    for (int64_t m = 0; m < n_points; ++m) {
+      const double* row = partial.data() + (set * n_points + m) * 2 * angles;
+      for (int64_t a = 0; a < angles; ++a) {
+        gy[set * angles + a] += row[a];
+        gz[set * angles + a] += row[angles + a];
+      }
+    }
+  }
+  return {grad_ry, grad_rz};
+}
+
+}  // namespace
+
+// Indirection so that HFSP_NAMESPACE is macro-expanded before TORCH_LIBRARY pastes it into names.
+#define HFSP_LIBRARY(ns, m) TORCH_LIBRARY(ns, m)
+HFSP_LIBRARY(HFSP_NAMESPACE, m) {
+  m.def(
+      "circuit_forward(Tensor scores, Tensor table, float scale, float frequency, int query_len, bool causal) "
+      "-> Tensor",
+      &circuit_forward);
+  m.def(
+      "circuit_backward(Tensor grad, Tensor scores, Tensor derivative, float scale, float frequency, "
+      "int query_len, bool causal, bool need_scores, bool need_moments, bool in_place) -> (Tensor, Tensor)",
+      &circuit_backward);
+  m.def("circuit_samples(Tensor ry, Tensor rz, Tensor points, bool amplitude) -> Tensor", &circuit_samples);
+  m.def(
+      "circuit_samples_backward(Tensor ry, Tensor rz, Tensor points, bool amplitude, Tensor grad) "
+      "-> (Tensor, Tensor)",
+      &circuit_samples_backward);
+}

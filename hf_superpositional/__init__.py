@@ -16,7 +16,9 @@ Example:
 """
 
 from .attention import register_quantum_attention
+from .checkpoint import CheckpointError, last_complete_checkpoint, validate_checkpoint
 from .config import QuantumAttentionConfig
+from .functional.fourier import add_circuit_term, fourier_coefficients, set_circuit_kernel
 from .integration import (
     QUANTUM_MOMENT_ADAMW,
     SUPERPOSITIONAL_ADAMW,
@@ -24,10 +26,12 @@ from .integration import (
     superpositional_optimizer_cls_and_kwargs,
     unregister_superpositional_optimizers,
 )
+from .modeling import QuantumCircuitParameters
 from .naming import QUANTUM_CONFIG_KEY, QUANTUM_MODULE_NAME, is_quantum_parameter_name
 from .optim import SuperpositionalAdamW
 from .optim_args import VALID_OPTIM_ARG_KEYS, format_optim_args, parse_optim_args
 from .patch import (
+    SUPPORTED_MODEL_TYPES,
     apply_quantum_attention,
     get_quantum_attention_config,
     quantum_lora_config,
@@ -52,6 +56,14 @@ _LAZY = {
 }
 
 __all__ = [
+    "SUPPORTED_MODEL_TYPES",
+    "CheckpointError",
+    "QuantumCircuitParameters",
+    "add_circuit_term",
+    "fourier_coefficients",
+    "last_complete_checkpoint",
+    "set_circuit_kernel",
+    "validate_checkpoint",
     "GSM8K",
     "QUANTUM_CONFIG_KEY",
     "QUANTUM_MODULE_NAME",

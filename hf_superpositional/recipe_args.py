@@ -315,6 +315,29 @@ class DataArguments:
                 f"`assistant_mask` must be one of {list(ASSISTANT_MASKS)}, got {self.assistant_mask!r}."
             )
 
+    def load_rows(self, which: str) -> list[dict[str, str]]:
+        """The training (``which="train"``) or evaluation (``"eval"``) rows these arguments select.
+
+        One place for the source, split, local file and row limit of each side, so the fine-tuning and
+        evaluation recipes cannot read different data for the same arguments.
+
+        Example:
+            >>> len(DataArguments(dataset_name="bundled", max_eval_samples=3).load_rows("eval"))
+            3
+        """
+        from .gsm8k import load_gsm8k
+
+        if which not in ("train", "eval"):
+            raise ValueError(f"which must be 'train' or 'eval', got {which!r}")
+        train = which == "train"
+        return load_gsm8k(
+            self.dataset_name,
+            self.train_split if train else self.eval_split,
+            config_name=self.dataset_config_name,
+            data_file=self.train_file if train else self.eval_file,
+            max_samples=self.max_train_samples if train else self.max_eval_samples,
+        )
+
     @property
     def card_dataset(self) -> str:
         """What the model card records as the training data: a Hub id, or a local file's name."""

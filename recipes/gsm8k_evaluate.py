@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import hf_superpositional  # noqa: F401  (quantum attention and its loading hooks)
-from hf_superpositional.gsm8k import build_sft_dataset, evaluate_generation, load_gsm8k, mean_answer_loss
+from hf_superpositional.gsm8k import build_sft_dataset, evaluate_generation, mean_answer_loss
 from hf_superpositional.hub import load_trained_model
 from hf_superpositional.recipe_args import (
     DataArguments,
@@ -91,13 +91,7 @@ def evaluate_model(
     from accelerate import PartialState
 
     if rows is None:
-        rows = load_gsm8k(
-            data.dataset_name,
-            data.eval_split,
-            config_name=data.dataset_config_name,
-            data_file=data.eval_file,
-            max_samples=data.max_eval_samples,
-        )
+        rows = data.load_rows("eval")
     model, tokenizer = loaded if loaded is not None else load_model_and_tokenizer(evaluation.model_path)
     device = torch.device(evaluation.device) if evaluation.device else PartialState().device
     model.to(device)
@@ -171,13 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             ARGUMENT_TYPES, argv, prog=prog, ignored_config_types=_training_only_types()
         )
         check_model_path(evaluation.model_path)
-        rows = load_gsm8k(
-            data.dataset_name,
-            data.eval_split,
-            config_name=data.dataset_config_name,
-            data_file=data.eval_file,
-            max_samples=data.max_eval_samples,
-        )
+        rows = data.load_rows("eval")
     except (ValueError, FileNotFoundError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2

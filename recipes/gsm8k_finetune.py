@@ -39,7 +39,7 @@ from transformers import TrainerCallback, TrainingArguments, set_seed
 
 import hf_superpositional  # noqa: F401  (registers optim names, quantum attention and the loading hooks)
 from hf_superpositional.config import QuantumAttentionConfig
-from hf_superpositional.gsm8k import build_sft_dataset, evaluate_generation, load_gsm8k, pad_collate
+from hf_superpositional.gsm8k import build_sft_dataset, evaluate_generation, pad_collate
 from hf_superpositional.hub import ModelCardInfo, RecipeTrainer
 from hf_superpositional.patch import apply_quantum_attention, quantum_lora_config
 from hf_superpositional.recipe_args import (
@@ -95,20 +95,8 @@ def parse_args(argv: list[str] | None = None, prog: str = "gsm8k_finetune.py") -
 def prepare_data(args: RecipeArgs) -> PreparedData:
     """Load the GSM8K splits, the tokenizer, and tokenize (input errors surface here, before any training)."""
     data = args.data
-    train_rows = load_gsm8k(
-        data.dataset_name,
-        data.train_split,
-        config_name=data.dataset_config_name,
-        data_file=data.train_file,
-        max_samples=data.max_train_samples,
-    )
-    eval_rows = load_gsm8k(
-        data.dataset_name,
-        data.eval_split,
-        config_name=data.dataset_config_name,
-        data_file=data.eval_file,
-        max_samples=data.max_eval_samples,
-    )
+    train_rows = data.load_rows("train")
+    eval_rows = data.load_rows("eval")
     tokenizer = load_tokenizer(args.model, (r["question"] + "\n" + r["answer"] for r in train_rows))
     train_dataset, train_stats = build_sft_dataset(
         train_rows, tokenizer, data.max_length, data.assistant_mask

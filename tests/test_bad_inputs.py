@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import re
 import subprocess
 import sys
@@ -30,6 +29,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from tests.subprocess_env import repo_env
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "tests" / "README.md"
@@ -345,7 +346,7 @@ def cli_results(tmp_path_factory):
         for c in CLI_CASES
     }
     (tmp / "cases.json").write_text(json.dumps(cases))
-    env = dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    env = repo_env(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     script = REPO / "tests" / "dist_scripts" / "recipe_bad_inputs.py"
     proc = subprocess.run(
         [sys.executable, str(script), str(tmp / "cases.json"), str(tmp / "results.json")],

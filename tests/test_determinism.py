@@ -13,13 +13,14 @@ are dropped. A recipe that drew from an RNG it did not seed, or depended on hash
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.subprocess_env import repo_env
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "tests" / "dist_scripts"
@@ -61,7 +62,7 @@ def two_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("determinism")
     procs = []
     for run, hash_seed in (("a", "1"), ("b", "2")):
-        env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONHASHSEED=hash_seed, HF_HUB_OFFLINE="1",
+        env = repo_env(PYTHONHASHSEED=hash_seed, HF_HUB_OFFLINE="1",
                    TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")  # fmt: skip
         cmd = [
             sys.executable,

@@ -26,7 +26,6 @@ CPU. ``test_accelerate_fsdp2_config_runs_the_recipe`` (marked ``gpu``) runs it w
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -35,6 +34,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from tests.subprocess_env import repo_env
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "tests" / "dist_scripts" / "distributed_checks.py"
@@ -52,8 +53,7 @@ def free_port() -> int:
 
 
 def launch_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    env = repo_env(OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
     env["CUDA_VISIBLE_DEVICES"] = ""  # the same CPU/gloo run on a machine with GPUs
     return env
 
@@ -144,7 +144,7 @@ def test_accelerate_fsdp2_config_runs_the_recipe(tmp_path):
         "--config", "recipes/configs/gsm8k_tiny_offline.yaml", "--use_cpu", "false",
         "--output_dir", str(tmp_path / "fsdp2"), "--max_train_samples", "16", "--generation_eval_samples", "0",
     ]  # fmt: skip
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = repo_env()
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-5000:]
     state = json.loads((tmp_path / "fsdp2" / "trainer_state.json").read_text())

@@ -25,7 +25,6 @@ What each test proves:
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -37,6 +36,7 @@ import pytest
 import torch
 
 from hf_superpositional.checkpoint import CheckpointError, last_complete_checkpoint, validate_checkpoint
+from tests.subprocess_env import repo_env
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "tests" / "dist_scripts"
@@ -53,7 +53,7 @@ def _script_module():
 
 
 def _env() -> dict[str, str]:
-    return dict(os.environ, PYTHONPATH=str(REPO), TOKENIZERS_PARALLELISM="false")
+    return repo_env(TOKENIZERS_PARALLELISM="false")
 
 
 def _truncate(path: Path, keep: float = 0.5) -> None:

@@ -8,7 +8,6 @@ The end-to-end tests are marked slow; they run offline (HF_HUB_OFFLINE=1).
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from hf_superpositional.gsm8k import (
     tokenize_for_sft,
 )
 from hf_superpositional.tokenizer import train_offline_tokenizer
+from tests.subprocess_env import repo_env
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
@@ -47,9 +47,7 @@ NO_GENERATION_TEMPLATE = (
 
 
 def _offline_env() -> dict[str, str]:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    return env
+    return repo_env(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
 
 
 @pytest.fixture(scope="module")

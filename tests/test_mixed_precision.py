@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -41,6 +40,7 @@ from hf_superpositional.functional.circuit import circuit_readout
 from hf_superpositional.modeling import QuantumCircuitParameters
 from hf_superpositional.optim import SuperpositionalAdamW
 from hf_superpositional.patch import apply_quantum_attention
+from tests.subprocess_env import repo_env
 from tests.tiny_models import tiny_input_ids, tiny_llama
 
 REPO = Path(__file__).resolve().parents[1]
@@ -213,7 +213,7 @@ def test_bf16_recipe_runs_on_cpu(tmp_path):
         "--output_dir", str(out), "--bf16", "true", "--max_train_samples", "8", "--max_eval_samples", "4",
         "--generation_eval_samples", "0", "--save_strategy", "no", "--logging_steps", "1",
     ]  # fmt: skip
-    env = dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    env = repo_env(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
     results = json.loads((out / "all_results.json").read_text())

@@ -6,7 +6,6 @@ import dataclasses
 import importlib.util
 import json
 import math
-import os
 import re
 import subprocess
 import sys
@@ -14,6 +13,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from tests.subprocess_env import repo_env
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "text_classification.py"
@@ -155,7 +156,7 @@ def test_one_seed_two_epoch_run_writes_sane_files(tmp_path):
         "--num_workers",
         "2",
     ]
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    env = repo_env(PYTHONWARNINGS="ignore")
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Verdict (1 seed):" in result.stdout

@@ -26,8 +26,14 @@ import torch
 from torch import nn
 from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import repeat_kv
-from transformers.masking_utils import AttentionMaskInterface, flex_attention_mask, sdpa_mask
+from transformers.masking_utils import (
+    AttentionMaskInterface,
+    causal_mask_function,
+    flex_attention_mask,
+    sdpa_mask,
+)
 
+from .functional.flex_gradient import FlexScoreMask, flex_circuit_gradient
 from .naming import QUANTUM_MODULE_NAME
 
 __all__ = [
@@ -37,6 +43,7 @@ __all__ = [
     "circuit_score_mod",
     "quantum_attention_forward",
     "quantum_attention_mask",
+    "quantum_flex_attention_mask",
     "quantum_flex_attention_forward",
     "register_quantum_attention",
 ]
@@ -46,6 +53,10 @@ QUANTUM_ATTENTION = "quantum"
 
 QUANTUM_FLEX_ATTENTION = "quantum_flex"
 """``attn_implementation`` name of the FlexAttention quantum attention."""
+
+# Set on a BlockMask built by quantum_flex_attention_mask when it is exactly the causal mask (no padding, no
+# offsets): the circuit-gradient pass can then use its causal Triton kernel instead of evaluating mask_mod.
+_CAUSAL_ONLY_MARK = "_hf_superpositional_causal_only"
 
 
 def _resolve_is_causal(module: nn.Module, q_len: int, attention_mask, is_causal: bool | None) -> bool:
@@ -210,6 +221,15 @@ def circuit_score_mod(
     return score_mod
 
 
+def _lse_request() -> dict:
+    """FlexAttention keyword asking for the log-sum-exp: ``return_aux`` where it exists (``return_lse`` is deprecated)."""
+    try:
+        from torch.nn.attention.flex_attention import AuxRequest
+    except ImportError:
+        return {"return_lse": True}
+    return {"return_aux": AuxRequest(lse=True)}
+
+
 def quantum_flex_attention_forward(
     module: nn.Module,
     query: torch.Tensor,
@@ -254,14 +274,21 @@ def quantum_flex_attention_forward(
 
     block_mask = attention_mask if isinstance(attention_mask, BlockMask) else None
     score_mask = attention_mask if isinstance(attention_mask, torch.Tensor) else None
+    kept = FlexScoreMask()
     if block_mask is None and _resolve_is_causal(module, q_len, attention_mask, is_causal):
         block_mask = create_block_mask(
             lambda b, h, q_idx, kv_idx: kv_idx <= q_idx, None, None, q_len, kv_len, device=query.device
         )
+        kept = FlexScoreMask(causal=True)
+    elif block_mask is not None:
+        causal_only = getattr(block_mask, _CAUSAL_ONLY_MARK, False)
+        kept = FlexScoreMask(causal=True) if causal_only else FlexScoreMask(mask_mod=block_mask.mask_mod)
     if score_mask is not None:
         score_mask = score_mask[..., :kv_len]
+        kept = FlexScoreMask(score_mask=score_mask)
 
     circuit = getattr(module, QUANTUM_MODULE_NAME, None)
+    circuit_terms = None
     if circuit is not None:
         coefficients = circuit.coefficients(torch.float32)
         if coefficients.dim() == 2:
@@ -271,7 +298,15 @@ def quantum_flex_attention_forward(
         sin_coefficients = coefficients[:, 1].contiguous()
         gate = circuit.gate.to(torch.float32).expand(num_heads).contiguous()
         omega = circuit.omega * circuit.input_scale(scaling)
-        score_mod = circuit_score_mod(cos_coefficients, sin_coefficients, gate, omega, score_mask)
+        # The score_mod captures detached copies: FlexAttention's own backward then gives dQ, dK, dV only,
+        # and flex_circuit_gradient adds the circuit's gradients in one extra pass (see its module for why).
+        score_mod = circuit_score_mod(
+            cos_coefficients.detach(), sin_coefficients.detach(), gate.detach(), omega, score_mask
+        )
+        if torch.is_grad_enabled() and any(
+            t.requires_grad for t in (cos_coefficients, sin_coefficients, gate)
+        ):
+            circuit_terms = (cos_coefficients, sin_coefficients, gate, omega)
     elif score_mask is not None:
         zeros = query.new_zeros(num_heads, 1, dtype=torch.float32)
         score_mod = circuit_score_mod(zeros, zeros, zeros[:, 0], 1.0, score_mask)
@@ -295,7 +330,16 @@ def quantum_flex_attention_forward(
         scale=scaling,
         kernel_options=kwargs.get("kernel_options"),
         training=module.training,
+        **(_lse_request() if circuit_terms is not None else {}),
     )
+    if circuit_terms is not None:
+        attn_output, lse = attn_output
+        lse = getattr(lse, "lse", lse)  # AuxOutput (torch >= 2.9) or the tensor (return_lse)
+        cos_coefficients, sin_coefficients, gate, omega = circuit_terms
+        attn_output = flex_circuit_gradient(
+            attn_output, lse, query, key, value, cos_coefficients, sin_coefficients, gate,
+            omega=omega, scaling=scaling, mask=kept,
+        )  # fmt: skip
     return attn_output.transpose(1, 2).contiguous(), None
 
 
@@ -307,6 +351,35 @@ def quantum_attention_mask(*args, **kwargs):
     Skipping the mask saves building an ``[B, 1, L, L]`` tensor on every forward.
     """
     return sdpa_mask(*args, **kwargs)
+
+
+def quantum_flex_attention_mask(
+    batch_size: int,
+    q_length: int,
+    kv_length: int,
+    q_offset=0,
+    kv_offset=0,
+    mask_function: Callable = causal_mask_function,
+    attention_mask: torch.Tensor | None = None,
+    device: torch.device | str = "cpu",
+    **kwargs,
+):
+    """Mask builder registered under ``"quantum_flex"``: transformers' ``flex_attention_mask`` (a ``BlockMask``).
+
+    The result is also marked when it is exactly the causal mask (causal mask function, zero offsets, no padded
+    position), which lets training use the fused causal kernel for the circuit's gradients.
+    """
+    block_mask = flex_attention_mask(
+        batch_size, q_length, kv_length, q_offset, kv_offset, mask_function, attention_mask, device, **kwargs
+    )
+    causal_only = (
+        mask_function is causal_mask_function
+        and isinstance(q_offset, int) and q_offset == 0
+        and isinstance(kv_offset, int) and kv_offset == 0
+        and (attention_mask is None or bool(attention_mask.all()))
+    )  # fmt: skip
+    setattr(block_mask, _CAUSAL_ONLY_MARK, causal_only)
+    return block_mask
 
 
 def register_quantum_attention() -> None:
@@ -325,7 +398,7 @@ def register_quantum_attention() -> None:
     AttentionInterface.register(QUANTUM_ATTENTION, quantum_attention_forward)
     AttentionMaskInterface.register(QUANTUM_ATTENTION, quantum_attention_mask)
     AttentionInterface.register(QUANTUM_FLEX_ATTENTION, quantum_flex_attention_forward)
-    AttentionMaskInterface.register(QUANTUM_FLEX_ATTENTION, flex_attention_mask)
+    AttentionMaskInterface.register(QUANTUM_FLEX_ATTENTION, quantum_flex_attention_mask)
 
     from .patch import install_loading_hooks  # patch imports this module: import here to avoid a cycle
 

@@ -22,6 +22,7 @@ from hf_superpositional.circuits import (  # noqa: E402
 )
 from hf_superpositional.functional.circuit import (  # noqa: E402
     circuit_readout,
+    circuit_readout_by_layers,
     circuit_statevector,
     readout_from_statevector,
 )
@@ -103,6 +104,45 @@ def test_angle_gradients_of_simulation_match_qiskit_parameter_shift():
                 angles[which][index] += sign * shift
                 total += sign * qiskit_readout(xs.numpy(), angles["ry"], angles["rz"], "expval_z").sum()
             assert float(grad[index]) == pytest.approx(factor * total, abs=1e-10)
+
+
+@pytest.mark.parametrize("readout", ["expval_z", "amplitude"])
+@pytest.mark.parametrize(("n_qubits", "depth"), [(1, 1), (2, 3), (3, 1), (4, 2), (5, 2)])
+def test_layer_matrix_readout_matches_qiskit(readout, n_qubits, depth):
+    """circuit_readout_by_layers (what fourier_coefficients runs off the C++ path) against Qiskit directly."""
+    ry, rz = _angles((depth, n_qubits), 31 + n_qubits), _angles((depth, n_qubits), 41 + depth)
+    xs = torch.linspace(-20, 20, 7, dtype=torch.float64)
+    ours = circuit_readout_by_layers(xs, ry, rz, readout).numpy()
+    reference = qiskit_readout(xs.numpy(), ry.numpy(), rz.numpy(), readout)
+    np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("readout", ["expval_z", "amplitude"])
+def test_layer_matrix_readout_gradients_and_broadcasting(readout):
+    ry = _angles((3, 2, 4), 51).requires_grad_()
+    rz = _angles((3, 2, 4), 52).requires_grad_()
+    xs = torch.tensor([0.3, -2.0, 4.0], dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda a, b: circuit_readout_by_layers(xs, a, b, readout), (ry, rz))
+    grads = torch.autograd.grad(circuit_readout_by_layers(xs, ry, rz, readout).sum(), (ry, rz))
+    expected = torch.autograd.grad(circuit_readout(xs, ry, rz, readout).sum(), (ry, rz))
+    for got, want in zip(grads, expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+    # float32 per head, x broadcast against heads.
+    single = circuit_readout_by_layers(xs.float(), ry.detach().float(), rz.detach().float(), readout)
+    assert single.dtype == torch.float32 and single.shape == (3, 3)
+    torch.testing.assert_close(
+        single.double(), circuit_readout(xs, ry, rz, readout).detach(), atol=5e-6, rtol=0
+    )
+
+
+def test_layer_matrix_readout_keeps_every_angle_in_the_graph():
+    # The last layer's RZ angles cannot change sum_k <Z_k>; they must still receive a (zero) gradient so that
+    # DDP without find_unused_parameters sees every circuit parameter used.
+    rz = _angles((1, 3), 61).requires_grad_()
+    (grad,) = torch.autograd.grad(
+        circuit_readout_by_layers(torch.zeros(2), _angles((1, 3), 62), rz).sum(), rz
+    )
+    assert grad is not None and float(grad.abs().max()) < 1e-12
 
 
 # ---------------------------------------------------------------- build_circuit and observables

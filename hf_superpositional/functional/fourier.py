@@ -34,7 +34,7 @@ import warnings
 import numpy as np
 import torch
 
-from .circuit import READOUTS, check_angles, check_readout, circuit_readout
+from .circuit import READOUTS, check_angles, check_readout, circuit_readout_by_layers
 from .cpu_kernel import load_cpu_kernel
 
 __all__ = [
@@ -81,7 +81,8 @@ def fourier_coefficients(
         kernel: how ``Phi`` is sampled; the same names and default as :func:`set_circuit_kernel`. Where it
             resolves to ``"cpp"`` (CPU, the default), by the C++ statevector simulator in float64, with exact
             gradients by the adjoint method (first order: no double backward); otherwise by the torch
-            simulation :func:`~.circuit.circuit_readout` (any device, ordinary autograd).
+            simulation :func:`~.circuit.circuit_readout_by_layers` (any device, ordinary autograd; few
+            operations, which matters where each is a kernel launch).
 
     Returns:
         ``[..., 2, K + 1]`` with ``K = n * depth``: row 0 the cosine coefficients ``a_j``, row 1 the sine
@@ -108,7 +109,7 @@ def fourier_coefficients(
     if _resolve_kernel(kernel, ry.device) == "cpp" and dtype in (torch.float32, torch.float64):
         samples = _SampledReadout.apply(ry, rz, points, readout == "amplitude", dtype)
     else:
-        samples = circuit_readout(points.to(dtype), ry, rz, readout)
+        samples = circuit_readout_by_layers(points.to(dtype), ry, rz, readout)
     # The real DFT as one small matrix product (the same numbers as torch.fft.rfft, without FFT planning
     # overhead on a 2K+1-point transform, in forward and backward).
     coefficients = samples @ transform  # [..., 2K+2]

@@ -4,7 +4,7 @@
 PYTHON ?= python3
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: install demo test test-fast bench
+.PHONY: install demo test test-fast bench gpu-check
 
 install:
 	$(PYTHON) -m pip install -q "torch==$(TORCH_VERSION)"
@@ -21,3 +21,7 @@ test-fast: install
 
 bench: install
 	$(PYTHON) recipes/benchmarks/bench_optimizer.py
+
+# Needs a CUDA GPU: the gpu-marked tests and the GPU benchmarks, outputs in outputs/gpu_checks/.
+gpu-check:
+	bash recipes/benchmarks/gpu_checks.sh

@@ -151,6 +151,12 @@ def test_bench_circuit_small_shape_matches_qiskit_and_prints_every_path(run_scri
         "qiskit Aer (batched binds, one run)",
     ):
         assert path in paths, out
+    # The coefficient table: the whole-layer simulation runs fewer torch operators than the gate-by-gate one.
+    rows = {cells[0]: cells[1:] for cells in table_rows(out)}
+    layers = rows["fourier_coefficients, torch, whole-layer matrices (CUDA without compile)"]
+    gates = rows["fourier_coefficients, torch, gate by gate (circuit_statevector; the previous CUDA path)"]
+    assert float(layers[0]) > 0 and float(gates[0]) > 0
+    assert int(layers[1]) + int(layers[2]) < int(gates[1]) + int(gates[2]), out
 
 
 def test_bench_attention_one_repeat_prints_each_shape_and_implementation(run_script):

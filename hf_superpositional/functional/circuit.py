@@ -245,14 +245,23 @@ def circuit_readout_by_layers(
         >>> torch.allclose(circuit_readout_by_layers(x, ry, rz), circuit_readout(x, ry, rz), atol=1e-6)
         True
     """
+    return layer_readout_math(*layer_readout_arguments(x, ry, rz, readout))
+
+
+def layer_readout_arguments(x: torch.Tensor, ry: torch.Tensor, rz: torch.Tensor, readout: str) -> tuple:
+    """Checked, converted arguments of :func:`layer_readout_math` (``circuit_readout_by_layers`` = both)."""
     depth, n_qubits = check_angles(ry, rz)
     check_readout(readout)
     if not isinstance(x, torch.Tensor) or x.ndim < 1:
         raise ValueError(f"x must be a tensor of shape [..., P], got {getattr(x, 'shape', type(x).__name__)}")
     real = _real_dtype(x, ry, rz)
-    x, ry, rz = x.to(real), ry.to(real), rz.to(real)
-    gather, signs, z_weights = _layer_tensors(n_qubits, real, x.device)
+    return (x.to(real), ry.to(real), rz.to(real), *_layer_tensors(n_qubits, real, x.device), readout)
 
+
+def layer_readout_math(x, ry, rz, gather, signs, z_weights, readout: str) -> torch.Tensor:
+    """The tensor maths of :func:`circuit_readout_by_layers` alone (no checks, no Python-side caches), so
+    that ``torch.compile(..., fullgraph=True)`` can fuse it."""
+    depth, n_qubits = ry.shape[-2], ry.shape[-1]
     half = 0.5 * (ry.unsqueeze(-3) + x[..., :, None, None])  # [..., P, depth, n]
     cos_y, sin_y = torch.cos(half), torch.sin(half)
     entries = torch.stack((cos_y, -sin_y, sin_y, cos_y), dim=-1).flatten(-2)  # [..., P, depth, 4n]

@@ -34,7 +34,14 @@ import warnings
 import numpy as np
 import torch
 
-from .circuit import READOUTS, check_angles, check_readout, circuit_readout_by_layers
+from .circuit import (
+    READOUTS,
+    check_angles,
+    check_readout,
+    circuit_readout_by_layers,
+    layer_readout_arguments,
+    layer_readout_math,
+)
 from .cpu_kernel import load_cpu_kernel
 
 __all__ = [
@@ -106,8 +113,14 @@ def fourier_coefficients(
     degree = depth * n_qubits
     dtype = torch.promote_types(torch.promote_types(ry.dtype, rz.dtype), torch.float32)
     points, transform = _sampling_tensors(degree, omega, dtype, ry.device)
-    if _resolve_kernel(kernel, ry.device) == "cpp" and dtype in (torch.float32, torch.float64):
+    resolved = _resolve_kernel(kernel, ry.device)
+    if resolved == "cpp" and dtype in (torch.float32, torch.float64):
         samples = _SampledReadout.apply(ry, rz, points, readout == "amplitude", dtype)
+    elif resolved == "compiled":
+        # ~80 small kernels per call (forward and backward) fused into a few: the circuit runs once per
+        # layer per step, and on CUDA each launch costs as much as the work.
+        arguments = layer_readout_arguments(points.to(dtype), ry, rz, readout)
+        samples = _run_fused("readout", layer_readout_math, *arguments)
     else:
         samples = circuit_readout_by_layers(points.to(dtype), ry, rz, readout)
     # The real DFT as one small matrix product (the same numbers as torch.fft.rfft, without FFT planning
@@ -460,9 +473,12 @@ def _resolve_kernel(kernel: str, device: torch.device) -> str:
 
 def _compiled_kernel(name: str):
     if name not in _compiled:
-        source = {"forward": _fused_forward_math, "backward": _fused_backward_math}[name]
-        # dynamic=True: one compiled kernel for every sequence length instead of one per shape.
-        _compiled[name] = torch.compile(source, dynamic=True, fullgraph=True)
+        if name == "readout":  # the circuit sampled at 2K+1 points: fixed, tiny shapes
+            _compiled[name] = torch.compile(layer_readout_math, dynamic=False, fullgraph=True)
+        else:
+            source = {"forward": _fused_forward_math, "backward": _fused_backward_math}[name]
+            # dynamic=True: one compiled kernel for every sequence length instead of one per shape.
+            _compiled[name] = torch.compile(source, dynamic=True, fullgraph=True)
     return _compiled[name]
 
 

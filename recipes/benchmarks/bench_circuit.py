@@ -14,8 +14,10 @@ attention scores by:
 - ``qiskit Aer``: ``AerSimulator(method="statevector")``, all ``--aer-scores`` scores bound in one run.
 
 A second table gives the per-call time of the Fourier coefficients themselves (the circuit sampled at the
-2K+1 points and its angle gradients: once per attention layer and step), by the C++ sampler and by the torch
-simulation.
+2K+1 points and its angle gradients: once per attention layer and step), by the C++ sampler, the torch
+simulation by whole-layer matrices (eager and, with ``compiled`` in ``--kernels``, through ``torch.compile``)
+and the gate-by-gate simulation, with the number of torch operators each runs forward and backward: on CUDA,
+where these tiny calls are bound by kernel launches, the operator count is the cost.
 
 Each time is the best of ``--repeats`` runs (the machine may be shared), divided by the number of scores;
 ``--clock process`` measures CPU time instead of elapsed time (steadier under contention with ``--threads 1``).
@@ -37,8 +39,14 @@ import numpy as np
 import torch
 
 from hf_superpositional.circuits import qiskit_readout
+from hf_superpositional.functional.circuit import circuit_readout
 from hf_superpositional.functional.cpu_kernel import load_cpu_kernel
-from hf_superpositional.functional.fourier import add_circuit_term, fourier_coefficients, readout_frequency
+from hf_superpositional.functional.fourier import (
+    _sampling_tensors,
+    add_circuit_term,
+    fourier_coefficients,
+    readout_frequency,
+)
 
 CLOCKS = {"wall": time.perf_counter, "process": time.process_time}
 
@@ -51,6 +59,38 @@ def best_time(fn, repeats: int, clock=time.perf_counter) -> float:
         fn()
         times.append(clock() - start)
     return min(times)
+
+
+# Operators that launch no kernel (views, metadata, allocation): left out of the operator counts.
+_NO_KERNEL_OPS = {
+    "aten::" + name
+    for name in (
+        "view", "as_strided", "_reshape_alias", "reshape", "unsqueeze", "squeeze", "expand", "select", "slice",
+        "unflatten", "flatten", "transpose", "t", "permute", "detach", "detach_", "alias", "_unsafe_view",
+        "result_type", "promote_types", "lift_fresh", "resolve_conj", "resolve_neg", "empty", "empty_strided",
+        "view_as_real", "real", "imag", "is_same_size", "unbind", "to", "_to_copy", "contiguous",
+    )
+}  # fmt: skip
+
+
+def count_ops(call, inputs) -> tuple[int, int]:
+    """Top-level torch operators that do work in one forward ``call()`` and in its backward.
+
+    On CUDA each is at least one kernel launch, which is what costs at these tiny shapes (a no-op ``.to``
+    counts as none). Compiled calls count their compiled graphs' launches as the ops they dispatch.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    def top_level(prof) -> int:
+        events = [e for e in prof.events() if e.name.startswith("aten::")]
+        tops = [e for e in events if e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::")]
+        return sum(1 for e in tops if e.name not in _NO_KERNEL_OPS)
+
+    with profile(activities=[ProfilerActivity.CPU]) as forward_profile:
+        out = call()
+    with profile(activities=[ProfilerActivity.CPU]) as backward_profile:
+        torch.autograd.grad(out.sum(), inputs)
+    return top_level(forward_profile), top_level(backward_profile)
 
 
 def main() -> None:
@@ -154,17 +194,33 @@ def main() -> None:
 
     # The coefficients: per call, forward + backward to the angles, per-head angles [H, depth, n].
     angles = (ry.clone().requires_grad_(), rz.clone().requires_grad_())
-    coefficient_rows = []
+    points, transform = _sampling_tensors(args.n_qubits * args.depth, omega, torch.float32, ry.device)
+
+    def gate_by_gate(ry_, rz_, readout):  # what fourier_coefficients ran off the C++ path before
+        return circuit_readout(points.float(), ry_, rz_, readout) @ transform
+
     samplers = [("cpp", "C++ sampler, adjoint gradients")] if "cpp" in kernels else []
-    samplers.append(("eager", "torch simulation, autograd"))
+    samplers.append(("eager", "torch, whole-layer matrices (CUDA without compile)"))
+    if "compiled" in kernels:
+        samplers.append(("compiled", "torch.compile of the layer maths (CUDA default)"))
+    samplers.append((gate_by_gate, "torch, gate by gate (circuit_statevector; the previous CUDA path)"))
+    coefficient_rows = []
     for sampler, label in samplers:
 
-        def coefficients_step(sampler=sampler):
-            out = fourier_coefficients(*angles, args.readout, kernel=sampler)
-            torch.autograd.grad(out.sum(), angles)
+        def coefficients_call(sampler=sampler):
+            if callable(sampler):
+                return sampler(*angles, args.readout)
+            return fourier_coefficients(*angles, args.readout, kernel=sampler)
+
+        def coefficients_step(call=coefficients_call):
+            torch.autograd.grad(call().sum(), angles)
 
         seconds = best_time(coefficients_step, max(args.repeats, 20), clock)
-        coefficient_rows.append((f"fourier_coefficients, {label}", seconds))
+        # A compiled graph's fused kernels are not torch operators: its counts would mean nothing here.
+        forward_ops, backward_ops = (
+            ("fused", "fused") if sampler == "compiled" else count_ops(coefficients_call, angles)
+        )
+        coefficient_rows.append((f"fourier_coefficients, {label}", seconds, forward_ops, backward_ops))
 
     baseline_name = f"fourier {kernels[0]}, forward"
     baseline = dict(rows)[baseline_name]
@@ -183,10 +239,13 @@ def main() -> None:
     for name, seconds in rows:
         print(f"| {name} | {seconds:.3e} | {seconds / baseline:,.1f}x |")
     print()
-    print(f"| coefficients ({heads} heads, forward + backward) | seconds per call |")
-    print("| --- | ---: |")
-    for name, seconds in coefficient_rows:
-        print(f"| {name} | {seconds:.3e} |")
+    print(
+        f"| coefficients ({heads} heads, forward + backward) | seconds per call | torch ops forward | "
+        "torch ops backward |"
+    )
+    print("| --- | ---: | ---: | ---: |")
+    for name, seconds, forward_ops, backward_ops in coefficient_rows:
+        print(f"| {name} | {seconds:.3e} | {forward_ops} | {backward_ops} |")
 
 
 if __name__ == "__main__":

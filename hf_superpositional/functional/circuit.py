@@ -265,8 +265,12 @@ def layer_readout_math(x, ry, rz, gather, signs, z_weights, readout: str) -> tor
     half = 0.5 * (ry.unsqueeze(-3) + x[..., :, None, None])  # [..., P, depth, n]
     cos_y, sin_y = torch.cos(half), torch.sin(half)
     entries = torch.stack((cos_y, -sin_y, sin_y, cos_y), dim=-1).flatten(-2)  # [..., P, depth, 4n]
-    # Kronecker product over qubits as plain multiplies (torch.prod's backward synchronises with the device).
-    factors = entries[..., gather].unbind(-3)  # n x [..., P, depth, dim, dim]
+    # Each qubit's factor of every matrix entry, picked by a 0/1 matrix product (exact: one 1 per column;
+    # its backward is another product, where an index would scatter-add), then the Kronecker product over
+    # qubits as plain multiplies (torch.prod's backward synchronises with the device).
+    factors = (
+        (entries @ gather).unflatten(-1, (n_qubits, -1, 2**n_qubits)).unbind(-3)
+    )  # n x [..., P, depth, dim, dim]
     rotations = factors[0]
     for factor in factors[1:]:
         rotations = rotations * factor
@@ -295,8 +299,10 @@ def _layer_tensors(n_qubits: int, dtype: torch.dtype, device: torch.device):
     copy per call would synchronise a CUDA stream)."""
     dim = 2**n_qubits
     gather, signs = _layer_tables(n_qubits)
+    selector = torch.zeros(4 * n_qubits, n_qubits * dim * dim, dtype=dtype)
+    selector[torch.tensor(gather), torch.arange(n_qubits * dim * dim)] = 1.0
     return (
-        torch.tensor(gather, device=device).view(n_qubits, dim, dim),
+        selector.to(device),
         torch.tensor(signs, dtype=dtype, device=device),
         torch.tensor(_z_weights(n_qubits), dtype=dtype, device=device),
     )

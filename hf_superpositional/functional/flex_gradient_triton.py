@@ -157,8 +157,11 @@ def circuit_gradient_sums_triton(
     gate = gate.float().contiguous()
     d_pad = max(16, _next_power_of_2(head_dim))
     terms_pad = max(2, _next_power_of_2(num_terms))
+    # Untuned (written without a GPU at hand): 64 x 32 tiles keep the ~8 live float32 score tiles of the
+    # inner loop within the register file at 4 warps (8 for wide heads).
     block_m = 64 if q_len >= 64 else max(16, _next_power_of_2(q_len))
-    block_n = 64 if d_pad <= 64 else 32
+    block_n = 32
+    num_warps = 4 if d_pad <= 64 else 8
     n_blocks = triton.cdiv(q_len, block_m)
     partial = torch.zeros(batch * heads, n_blocks, 2, terms_pad, dtype=torch.float32, device=query.device)
     grid = (n_blocks, batch * heads)
@@ -167,7 +170,7 @@ def circuit_gradient_sums_triton(
         *query.stride(), *key.stride(), *value.stride(), *grad_out.stride(),
         heads, heads // kv_heads, q_len, kv_len, float(scaling), float(omega),
         N_TERMS=num_terms, TERMS_PAD=terms_pad, CAUSAL=bool(causal), IEEE=query.dtype == torch.float32,
-        HEAD_DIM=head_dim, D_PAD=d_pad, BLOCK_M=block_m, BLOCK_N=block_n,
+        HEAD_DIM=head_dim, D_PAD=d_pad, BLOCK_M=block_m, BLOCK_N=block_n, num_warps=num_warps,
     )  # fmt: skip
     sums = partial.view(batch, heads, n_blocks, 2, terms_pad).sum((0, 2))[..., :num_terms]
     return sums[:, 0], sums[:, 1]

@@ -22,7 +22,13 @@ import torch
 from torch import nn
 
 from .config import QuantumAttentionConfig
-from .functional.fourier import add_circuit_term, circuit_softmax, fourier_coefficients, readout_frequency
+from .functional.fourier import (
+    add_circuit_term,
+    circuit_attention_probs,
+    circuit_softmax,
+    fourier_coefficients,
+    readout_frequency,
+)
 
 __all__ = ["QuantumCircuitParameters", "circuit_init_seed"]
 
@@ -143,6 +149,7 @@ class QuantumCircuitParameters(nn.Module):
         causal: bool = False,
         unscaled: bool = False,
         softmax: bool = False,
+        key: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Return ``logits + gate * Phi(input_scale * logits)`` in float32 (float64 for float64 logits).
 
@@ -154,7 +161,18 @@ class QuantumCircuitParameters(nn.Module):
             unscaled: ``logits`` is the raw ``QK^T``; it is multiplied by ``scaling`` in the same pass.
             softmax: return ``softmax(result, dim=-1, dtype=torch.float32)`` instead (eager attention's
                 probabilities), fused with the term when it is computed in float32 (see ``circuit_softmax``).
+            key: if given, ``logits`` is the *query* ``[batch, heads, q_len, head_dim]`` and the logits are
+                ``query @ key^T`` (``key`` repeated for GQA); with ``softmax`` in float32 they are not kept for
+                the backward but recomputed there (``circuit_attention_probs``: eager attention's memory).
         """
+        if key is not None:
+            if softmax and self._compute_dtype(logits) == torch.float32 and logits.dtype == key.dtype:
+                return circuit_attention_probs(
+                    logits, key, self.coefficients(torch.float32), self.gate.to(torch.float32),
+                    omega=self.omega, input_scale=self.input_scale(scaling), causal=causal,
+                    logit_scale=scaling if unscaled else 1.0,
+                )  # fmt: skip
+            logits = torch.matmul(logits, key.transpose(-2, -1))
         dtype = self._compute_dtype(logits)
         arguments = dict(
             omega=self.omega,

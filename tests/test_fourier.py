@@ -20,6 +20,7 @@ from hf_superpositional.circuits import build_circuit, qiskit_readout  # noqa: E
 from hf_superpositional.functional import cpu_kernel, fourier  # noqa: E402
 from hf_superpositional.functional.fourier import (  # noqa: E402
     add_circuit_term,
+    circuit_attention_probs,
     circuit_softmax,
     evaluate_fourier,
     fourier_coefficients,
@@ -287,6 +288,45 @@ def test_saves_only_its_inputs(kernel, causal):
         assert len(saved) == len(expected) + 2
         out.sum().backward()  # still differentiable after the hooks
         assert logits.grad is not None and coefficients.grad is not None and gate.grad is not None
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("kernel", KERNELS, indirect=True)
+def test_attention_probs_from_query_and_key_equal_circuit_softmax_and_keep_no_logits(kernel, causal):
+    """circuit_attention_probs = circuit_softmax(q @ k^T) bit for bit (values and every gradient), and the
+    only score-sized tensor it saves is the probabilities (the logits are recomputed in backward)."""
+    generator = torch.Generator().manual_seed(81)
+    query = torch.randn(2, 3, 8, 4, generator=generator, requires_grad=True)
+    key = torch.randn(2, 3, 8, 4, generator=generator, requires_grad=True)
+    coefficients = torch.randn(3, 2, 9, generator=generator, requires_grad=True)
+    gate = torch.rand(3, generator=generator).add(0.5).requires_grad_()
+    options = dict(omega=1.0, input_scale=0.7, kernel=kernel, causal=causal, logit_scale=0.5)
+    grad = torch.randn(2, 3, 8, 8, generator=generator)
+    saved = []
+
+    def pack(tensor):
+        saved.append(tensor)
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        probs = circuit_attention_probs(query, key, coefficients, gate, **options)
+    assert [t.data_ptr() for t in saved if t.numel() >= 2 * 3 * 8 * 8] == [probs.data_ptr()]
+    got = torch.autograd.grad(probs, (query, key, coefficients, gate), grad)
+    reference = circuit_softmax(torch.matmul(query, key.transpose(2, 3)), coefficients, gate, **options)
+    expected = torch.autograd.grad(reference, (query, key, coefficients, gate), grad)
+    assert torch.equal(probs, reference)
+    for a, b in zip(got, expected, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_attention_probs_rejects_mismatched_query_and_key():
+    coefficients, gate = torch.zeros(2, 3), torch.ones(1)
+    with pytest.raises(ValueError, match=r"key \(1, 2, 5, 4\) must match query \(1, 4, 5, 4\)"):
+        circuit_attention_probs(
+            torch.randn(1, 4, 5, 4), torch.randn(1, 2, 5, 4), coefficients, gate, omega=1.0
+        )
+    with pytest.raises(ValueError, match=r"query must be a 4-D float tensor \[B, H, L, D\], got \(5, 4\)"):
+        circuit_attention_probs(torch.randn(5, 4), torch.randn(5, 4), coefficients, gate, omega=1.0)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])

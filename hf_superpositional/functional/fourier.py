@@ -51,6 +51,7 @@ __all__ = [
     "evaluate_fourier",
     "add_circuit_term",
     "circuit_softmax",
+    "circuit_attention_probs",
     "fourier_series",
     "KERNELS",
     "set_circuit_kernel",
@@ -672,6 +673,35 @@ class _CircuitSoftmax(torch.autograd.Function):
         return (*grads, None)
 
 
+class _CircuitAttentionProbs(torch.autograd.Function):
+    """``softmax(term(query @ key^T))`` keeping only the probabilities: the logits are recomputed in backward."""
+
+    @staticmethod
+    def forward(ctx, query, key, coefficients, gate, spec):
+        term = _term_forward(torch.matmul(query, key.transpose(-2, -1)), coefficients, gate, spec)
+        probs = torch._softmax(term, -1, False, out=term) if term.device.type == "cpu" else term.softmax(-1)
+        ctx.save_for_backward(query, key, coefficients, gate, probs)
+        ctx.spec = spec
+        return probs
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_probs):
+        query, key, coefficients, gate, probs = ctx.saved_tensors
+        need_query, need_key, need_coefficients, need_gate = ctx.needs_input_grad[:4]
+        grad_term = torch._softmax_backward_data(grad_probs, probs, -1, probs.dtype)
+        logits = torch.matmul(query, key.transpose(-2, -1))  # the same product as the forward's, again
+        needs = (need_query or need_key, need_coefficients, need_gate)
+        grad_logits, grad_coefficients, grad_gate = _term_backward(
+            logits, coefficients, gate, ctx.spec, grad_term, needs, grad_is_ours=True
+        )
+        del logits
+        # As autograd differentiates torch.matmul(query, key.transpose(2, 3)): the same products, same numbers.
+        grad_query = grad_logits.matmul(key) if need_query else None
+        grad_key = query.transpose(-2, -1).matmul(grad_logits).transpose(-2, -1) if need_key else None
+        return grad_query, grad_key, grad_coefficients, grad_gate, None
+
+
 def _check_term_arguments(logits, coefficients, gate, omega, input_scale, kernel, causal, logit_scale):
     """Validate :func:`add_circuit_term`'s arguments; returns the :class:`_TermSpec`."""
     if not isinstance(logits, torch.Tensor) or not logits.is_floating_point():
@@ -815,3 +845,72 @@ def circuit_softmax(
     if logits.numel() == 0:
         return torch.softmax(logits.to(spec.dtype) * logit_scale, -1)
     return _CircuitSoftmax.apply(logits, coefficients, gate, spec)
+
+
+def circuit_attention_probs(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    coefficients: torch.Tensor,
+    gate: torch.Tensor,
+    *,
+    omega: float,
+    input_scale: float = 1.0,
+    kernel: str | None = None,
+    causal: bool = False,
+    logit_scale: float = 1.0,
+) -> torch.Tensor:
+    """``circuit_softmax(query @ key^T, ...)`` that saves no logits: the backward recomputes ``query @ key^T``.
+
+    Eager attention keeps one score-sized tensor per layer for its backward (the probabilities);
+    :func:`circuit_softmax` keeps two (the logits too, for ``Phi'``). Taking ``query`` and ``key`` instead of
+    their product brings the circuit back to eager attention's memory, for one more ``query @ key^T`` in
+    the backward. Same values and gradients as ``circuit_softmax(torch.matmul(query, key.transpose(-2, -1)),
+    ...)`` (bit for bit: the same kernels in the same order).
+
+    Args:
+        query: ``[B, H, Lq, D]``; key: ``[B, H, Lk, D]`` (already repeated for GQA).
+        coefficients, gate, omega, input_scale, kernel, causal, logit_scale: as :func:`circuit_softmax`.
+
+    Returns:
+        The probabilities ``[B, H, Lq, Lk]``, float32 (float64 for float64 inputs).
+
+    Example:
+        >>> import torch
+        >>> q, k = torch.randn(1, 2, 5, 4), torch.randn(1, 2, 5, 4)
+        >>> coefficients, gate = torch.tensor([[0.5, 1.0], [0.0, -0.5]]), torch.ones(1)
+        >>> probs = circuit_attention_probs(q, k, coefficients, gate, omega=1.0, causal=True, logit_scale=0.5)
+        >>> torch.equal(probs, circuit_softmax(q @ k.transpose(-2, -1), coefficients, gate, omega=1.0,
+        ...                                    causal=True, logit_scale=0.5))
+        True
+    """
+    for name, tensor in (("query", query), ("key", key)):
+        if not isinstance(tensor, torch.Tensor) or tensor.ndim != 4 or not tensor.is_floating_point():
+            shape = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
+            raise ValueError(f"{name} must be a 4-D float tensor [B, H, L, D], got {shape}")
+    if key.shape[:2] != query.shape[:2] or key.shape[-1] != query.shape[-1]:
+        raise ValueError(
+            f"key {tuple(key.shape)} must match query {tuple(query.shape)} in batch, heads and head_dim "
+            "(repeat key/value heads for GQA first)"
+        )
+    logits_shape = (*query.shape[:3], key.shape[2])
+    meta_logits = torch.empty(logits_shape, dtype=torch.promote_types(query.dtype, key.dtype), device="meta")
+    kernel = _default_kernel if kernel is None else kernel
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel must be one of {KERNELS} or None, got {kernel!r}")
+    # Checked on a meta stand-in for the logits (never allocated); the kernel is resolved for query's device.
+    spec = _check_term_arguments(
+        meta_logits, coefficients, gate, omega, input_scale, "eager", causal, logit_scale
+    )
+    spec = dataclasses.replace(spec, kernel=_resolve_kernel(kernel, query.device))
+    if meta_logits.numel() == 0:
+        return circuit_softmax(
+            torch.matmul(query, key.transpose(-2, -1)),
+            coefficients,
+            gate,
+            omega=omega,
+            input_scale=input_scale,
+            kernel=kernel,
+            causal=causal,
+            logit_scale=logit_scale,
+        )
+    return _CircuitAttentionProbs.apply(query, key, coefficients, gate, spec)

@@ -30,6 +30,7 @@ from transformers.masking_utils import (
     AttentionMaskInterface,
     causal_mask_function,
     flex_attention_mask,
+    prepare_padding_mask,
     sdpa_mask,
 )
 
@@ -54,9 +55,10 @@ QUANTUM_ATTENTION = "quantum"
 QUANTUM_FLEX_ATTENTION = "quantum_flex"
 """``attn_implementation`` name of the FlexAttention quantum attention."""
 
-# Set on a BlockMask built by quantum_flex_attention_mask when it is exactly the causal mask (no padding, no
-# offsets): the circuit-gradient pass can then use its causal Triton kernel instead of evaluating mask_mod.
-_CAUSAL_ONLY_MARK = "_hf_superpositional_causal_only"
+# Set on a BlockMask built by quantum_flex_attention_mask when it is the causal mask, with or without key
+# padding (no offsets): the FlexScoreMask describing it, so that the circuit-gradient pass can use its fused
+# kernel instead of evaluating the BlockMask's mask_mod.
+_KEPT_SCORES_MARK = "_hf_superpositional_kept_scores"
 
 
 def _resolve_is_causal(module: nn.Module, q_len: int, attention_mask, is_causal: bool | None) -> bool:
@@ -286,8 +288,7 @@ def quantum_flex_attention_forward(
         )
         kept = FlexScoreMask(causal=True)
     elif block_mask is not None:
-        causal_only = getattr(block_mask, _CAUSAL_ONLY_MARK, False)
-        kept = FlexScoreMask(causal=True) if causal_only else FlexScoreMask(mask_mod=block_mask.mask_mod)
+        kept = getattr(block_mask, _KEPT_SCORES_MARK, None) or FlexScoreMask(mask_mod=block_mask.mask_mod)
     if score_mask is not None:
         score_mask = score_mask[..., :kv_len]
         kept = FlexScoreMask(score_mask=score_mask)
@@ -371,19 +372,21 @@ def quantum_flex_attention_mask(
 ):
     """Mask builder registered under ``"quantum_flex"``: transformers' ``flex_attention_mask`` (a ``BlockMask``).
 
-    The result is also marked when it is exactly the causal mask (causal mask function, zero offsets, no padded
-    position), which lets training use the fused causal kernel for the circuit's gradients.
+    The result is also marked when it is the causal mask, with or without padded keys (causal mask function,
+    zero offsets): training then computes the circuit's gradients with the fused kernel.
     """
     block_mask = flex_attention_mask(
         batch_size, q_length, kv_length, q_offset, kv_offset, mask_function, attention_mask, device, **kwargs
     )
-    causal_only = (
+    plain_causal = (
         mask_function is causal_mask_function
         and isinstance(q_offset, int) and q_offset == 0
         and isinstance(kv_offset, int) and kv_offset == 0
-        and (attention_mask is None or bool(attention_mask.all()))
     )  # fmt: skip
-    setattr(block_mask, _CAUSAL_ONLY_MARK, causal_only)
+    if plain_causal:
+        padded = attention_mask is not None and not bool(attention_mask.all())
+        key_padding = prepare_padding_mask(attention_mask.to(torch.bool), kv_length, 0) if padded else None
+        setattr(block_mask, _KEPT_SCORES_MARK, FlexScoreMask(causal=True, key_padding=key_padding))
     return block_mask
 
 

@@ -37,7 +37,7 @@ def dense_reference(q, k, v, cos_c, sin_c, gate, omega, scaling, causal=False, k
     group = q.shape[1] // k.shape[1]
     k, v = k.repeat_interleave(group, 1), v.repeat_interleave(group, 1)
     scores = (q @ k.transpose(-1, -2)) * scaling
-    terms = torch.arange(cos_c.shape[-1], dtype=scores.dtype)
+    terms = torch.arange(cos_c.shape[-1], dtype=scores.dtype, device=scores.device)
     angle = terms * (omega * scores)[..., None]
     heads = cos_c.shape[0]
     phi = (
@@ -47,13 +47,17 @@ def dense_reference(q, k, v, cos_c, sin_c, gate, omega, scaling, causal=False, k
     if additive is not None:
         modified = modified + additive
     q_len, kv_len = scores.shape[-2:]
-    kept = torch.ones(q_len, kv_len, dtype=torch.bool)
+    kept = torch.ones(q_len, kv_len, dtype=torch.bool, device=scores.device)
     if causal:
-        kept = torch.arange(kv_len)[None, :] <= torch.arange(q_len)[:, None]
+        positions = torch.arange(max(q_len, kv_len), device=scores.device)
+        kept = positions[None, :kv_len] <= positions[:q_len, None]
     if keep is not None:
         kept = kept & keep
     modified = modified.masked_fill(~kept, float("-inf"))
-    return torch.softmax(modified, -1) @ v, torch.logsumexp(modified, -1)
+    # A query that keeps no key outputs 0 and has lse = -inf, as FlexAttention (torch.softmax would give NaN).
+    has_keys = kept.expand_as(modified).any(-1, keepdim=True)
+    probs = torch.softmax(modified.masked_fill(~has_keys, 0.0), -1) * has_keys
+    return probs @ v, torch.logsumexp(modified, -1)
 
 
 def _inputs(
@@ -116,6 +120,18 @@ def test_gradient_sums_with_a_mask_mod_padding_and_fully_masked_rows():
         torch.testing.assert_close(g, e, rtol=1e-10, atol=1e-10)
 
 
+def test_gradient_sums_with_key_padding_equal_the_same_mask_mod():
+    q, k, v, cos_c, sin_c, gate = _inputs(q_len=12, kv_len=12)
+    key_padding = torch.ones(2, 12, dtype=torch.bool)
+    key_padding[1, :5] = False  # left padding: batch 1's first queries keep no key at all
+    keep = key_padding[:, None, None, :]
+    got, expected = _grads_both_ways(
+        q, k, v, cos_c, sin_c, gate, FlexScoreMask(causal=True, key_padding=key_padding), keep=keep
+    )
+    for g, e in zip(got, expected, strict=True):
+        torch.testing.assert_close(g, e, rtol=1e-10, atol=1e-10)
+
+
 @pytest.mark.parametrize("kind", ["bool", "additive"])
 def test_gradient_sums_with_a_score_mask(kind):
     q, k, v, cos_c, sin_c, gate = _inputs(q_len=10, kv_len=10)
@@ -148,7 +164,7 @@ def test_bad_kernel_names_and_masks_are_rejected():
     out, lse = dense_reference(q, k, v, cos_c, sin_c, gate, 1.0, 0.5)
     with pytest.raises(ValueError, match=r"kernel must be one of \('auto', 'triton', 'torch'\), got 'cuda'"):
         flex_circuit_gradient(out, lse, q, k, v, cos_c, sin_c, gate, omega=1.0, scaling=0.5, kernel="cuda")
-    with pytest.raises(ValueError, match="kernel='triton' handles causal or unmasked attention only"):
+    with pytest.raises(ValueError, match="kernel='triton' handles causal and/or key-padding masks only"):
         circuit_gradient_sums(
             q, k, v, out, out, lse, cos_c, sin_c, gate, omega=1.0, scaling=0.5,
             mask=FlexScoreMask(mask_mod=lambda b, h, q_idx, kv_idx: kv_idx <= q_idx), kernel="triton",
@@ -230,16 +246,17 @@ def test_flex_model_training_gradients_equal_dense_model(flex_reference_on_cpu, 
 
 @pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
 def test_mask_builder_marks_only_plain_causal_masks(flex_reference_on_cpu):
-    from hf_superpositional.attention import _CAUSAL_ONLY_MARK, quantum_flex_attention_mask
+    from hf_superpositional.attention import _KEPT_SCORES_MARK, quantum_flex_attention_mask
 
     plain = quantum_flex_attention_mask(2, 8, 8, attention_mask=torch.ones(2, 8, dtype=torch.bool))
     padded_mask = torch.ones(2, 8, dtype=torch.bool)
     padded_mask[1, :2] = False
     padded = quantum_flex_attention_mask(2, 8, 8, attention_mask=padded_mask)
     offset = quantum_flex_attention_mask(2, 1, 8, q_offset=7)
-    assert getattr(plain, _CAUSAL_ONLY_MARK) is True
-    assert getattr(padded, _CAUSAL_ONLY_MARK) is False
-    assert getattr(offset, _CAUSAL_ONLY_MARK) is False
+    assert getattr(plain, _KEPT_SCORES_MARK) == FlexScoreMask(causal=True)
+    kept = getattr(padded, _KEPT_SCORES_MARK)
+    assert kept.causal and kept.mask_mod is None and torch.equal(kept.key_padding, padded_mask)
+    assert getattr(offset, _KEPT_SCORES_MARK, None) is None  # decoding offsets: the mask_mod is evaluated
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -258,14 +275,21 @@ TRITON_CHECK = textwrap.dedent(
         dict(dtype=torch.float16, causal=True, kv_heads=1, q_len=40, kv_len=40, head_dim=16, terms=9),
         dict(dtype=torch.float16, causal=True, kv_heads=2, q_len=17, kv_len=17, head_dim=8, terms=17),
     ]
+    cases.append(dict(dtype=torch.float32, causal=True, kv_heads=2, q_len=45, kv_len=45, head_dim=8, terms=9,
+                      padded=True))
     for case in cases:
-        dtype, causal = case.pop("dtype"), case.pop("causal")
+        dtype, causal, padded = case.pop("dtype"), case.pop("causal"), case.pop("padded", False)
         q, k, v, c, s, g = (t.detach() for t in _inputs(dtype=torch.float64, **case))
         q, k, v = (t.to(dtype) for t in (q, k, v))
         wide = [t.double() for t in (q, k, v)]
-        out, lse = dense_reference(*wide, c, s, g, 0.8, 0.35, causal)
+        key_padding = None
+        if padded:
+            key_padding = torch.ones(q.shape[0], k.shape[2], dtype=torch.bool)
+            key_padding[1, :7] = False
+        keep = None if key_padding is None else key_padding[:, None, None, :]
+        out, lse = dense_reference(*wide, c, s, g, 0.8, 0.35, causal, keep)
         grad_out = torch.randn_like(out)
-        mask = FlexScoreMask(causal=causal)
+        mask = FlexScoreMask(causal=causal, key_padding=key_padding)
         args = (out.to(dtype), grad_out.to(dtype), lse, c.float(), s.float(), g.float())
         ref = circuit_gradient_sums(*wide, *(t.double() for t in args[:2]), lse, c, s, g,
                                     omega=0.8, scaling=0.35, mask=mask, kernel="torch")
@@ -298,16 +322,22 @@ def test_triton_kernel_matches_torch_pass_in_interpreter():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the compiled Triton kernel needs CUDA")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("causal", [True, False])
-def test_triton_kernel_matches_torch_pass_on_cuda(dtype, causal):
+@pytest.mark.parametrize("padded", [False, True])
+def test_triton_kernel_matches_torch_pass_on_cuda(dtype, causal, padded):
     pytest.importorskip("triton")
     q, k, v, c, s, g = (
         t.detach() for t in _inputs(dtype=torch.float64, kv_heads=2, q_len=300, kv_len=300, head_dim=64)
     )
     q, k, v = (t.to(dtype).cuda() for t in (q, k, v))
     wide = [t.double() for t in (q, k, v)]
-    out, lse = dense_reference(*wide, c.cuda(), s.cuda(), g.cuda(), 0.8, 0.125, causal)
+    key_padding = None
+    if padded:
+        key_padding = torch.ones(2, 300, dtype=torch.bool, device="cuda")
+        key_padding[1, :37] = False
+    keep = None if key_padding is None else key_padding[:, None, None, :]
+    out, lse = dense_reference(*wide, c.cuda(), s.cuda(), g.cuda(), 0.8, 0.125, causal, keep)
     grad_out = torch.randn_like(out)
-    mask = FlexScoreMask(causal=causal)
+    mask = FlexScoreMask(causal=causal, key_padding=key_padding)
     ref = circuit_gradient_sums(
         *wide, out.to(dtype).double(), grad_out.to(dtype).double(), lse, c.cuda(), s.cuda(), g.cuda(),
         omega=0.8, scaling=0.125, mask=mask, kernel="torch",

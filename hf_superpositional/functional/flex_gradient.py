@@ -21,7 +21,7 @@ depends on ``a_j, b_j, g`` only through ``g Phi``,
 
 summed over batch, queries and keys. The sums ``T_j = sum dS' cos(j x)`` and ``U_j = sum dS' sin(j x)`` are
 computed by :func:`circuit_gradient_sums`: a chunked torch pass over query blocks (any device, any mask; the
-reference), or on CUDA, for a causal or unmasked attention, a Triton kernel that keeps every score in
+reference), or on CUDA, for causal and/or key-padding masks, a Triton kernel that keeps every score in
 registers (:mod:`.flex_gradient_triton`). Cost: the two products ``q k^T`` and ``dO v^T`` again, about
 two fifths of an attention backward.
 """
@@ -42,7 +42,7 @@ __all__ = [
 
 GRADIENT_KERNELS = ("auto", "triton", "torch")
 """``"triton"``: the fused kernel (CUDA, or Triton's interpreter); ``"torch"``: the chunked reference;
-``"auto"``: ``"triton"`` where it applies (CUDA tensors, Triton installed, causal or no mask, no score mask),
+``"auto"``: ``"triton"`` where it applies (CUDA tensors, Triton installed, causal and/or key-padding masks),
 else ``"torch"``."""
 
 # Query rows per chunk of the torch pass: its temporaries are a few [batch, heads, rows, kv_len] float32
@@ -56,19 +56,22 @@ class FlexScoreMask:
 
     Attributes:
         causal: ``kv_idx <= q_idx`` (upper-left aligned, as FlexAttention's causal block mask and SDPA).
+        key_padding: ``[batch, >= kv_len]`` boolean, ``True`` for the keys that take part (a padded batch's
+            2-D attention mask), applied on top of ``causal``; ``None`` for none.
         mask_mod: a FlexAttention ``mask_mod(b, h, q_idx, kv_idx) -> bool`` (e.g. a ``BlockMask``'s), applied
-            on top of ``causal``; ``None`` for none.
+            on top of the above; ``None`` for none.
         score_mask: a 4-D ``[batch, 1, q_len, kv_len]`` mask applied inside the ``score_mod``: boolean
             (``True`` = keep) or additive float; ``None`` for none.
     """
 
     causal: bool = False
+    key_padding: torch.Tensor | None = None
     mask_mod: Callable | None = None
     score_mask: torch.Tensor | None = None
 
     @property
-    def only_causal(self) -> bool:
-        """True when the kept scores are exactly "all" or "causal" (what the Triton kernel handles)."""
+    def fused(self) -> bool:
+        """True when the Triton kernel can apply this mask: causal or not, with or without key padding."""
         return self.mask_mod is None and self.score_mask is None
 
 
@@ -134,6 +137,8 @@ def _circuit_gradient_sums_torch(
         keep = torch.ones(1, 1, 1, 1, dtype=torch.bool, device=query.device)
         if mask.causal:
             keep = keep & (kv_idx[None, :] <= q_idx[:, None])
+        if mask.key_padding is not None:
+            keep = keep & mask.key_padding[:, None, None, :kv_stop].to(torch.bool)
         if mask.mask_mod is not None:
             keep = keep & _mask_mod_block(mask.mask_mod, batch, q_idx, kv_idx)
         if mask.score_mask is not None:
@@ -158,7 +163,7 @@ def _triton_applies(query: torch.Tensor, mask: FlexScoreMask) -> bool:
     from . import flex_gradient_triton
 
     supported = query.dtype in (torch.float16, torch.bfloat16, torch.float32)
-    return supported and mask.only_causal and flex_gradient_triton.available(query)
+    return supported and mask.fused and flex_gradient_triton.available(query)
 
 
 def circuit_gradient_sums(
@@ -204,15 +209,15 @@ def circuit_gradient_sums(
     if kernel not in GRADIENT_KERNELS:
         raise ValueError(f"kernel must be one of {GRADIENT_KERNELS}, got {kernel!r}")
     if kernel == "triton" or (kernel == "auto" and _triton_applies(query, mask)):
-        if not mask.only_causal:
+        if not mask.fused:
             raise ValueError(
-                "kernel='triton' handles causal or unmasked attention only (no mask_mod/score_mask)"
+                "kernel='triton' handles causal and/or key-padding masks only (no mask_mod/score_mask)"
             )
         from .flex_gradient_triton import circuit_gradient_sums_triton
 
         return circuit_gradient_sums_triton(
             query, key, value, out, grad_out, lse, cos_coefficients, sin_coefficients, gate,
-            omega=omega, scaling=scaling, causal=mask.causal,
+            omega=omega, scaling=scaling, causal=mask.causal, key_padding=mask.key_padding,
         )  # fmt: skip
     return _circuit_gradient_sums_torch(
         query, key, value, out, grad_out, lse, cos_coefficients, sin_coefficients, gate, omega, scaling, mask

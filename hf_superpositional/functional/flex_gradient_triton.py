@@ -1,4 +1,4 @@
-"""Triton kernel for :func:`~.flex_gradient.circuit_gradient_sums` (causal or unmasked attention).
+"""Triton kernel for :func:`~.flex_gradient.circuit_gradient_sums` (causal and/or key-padding masks).
 
 One program per (query block, batch * head): it loads its ``q``, ``dO``, ``lse`` and ``Delta`` rows once, walks
 the key blocks (only those at or left of the diagonal when causal), recomputes each tile of scores with two
@@ -48,13 +48,14 @@ def _kernel():
 
     @triton.jit
     def circuit_gradient_sums_kernel(
-        Q, K, V, DO, LSE, DELTA, COS, SIN, GATE, PARTIAL,
+        Q, K, V, DO, LSE, DELTA, COS, SIN, GATE, KEEP, PARTIAL, stride_keep_b,
         stride_qb, stride_qh, stride_qm, stride_qd,
         stride_kb, stride_kh, stride_kn, stride_kd,
         stride_vb, stride_vh, stride_vn, stride_vd,
         stride_ob, stride_oh, stride_om, stride_od,
         heads, group, q_len, kv_len, scaling, omega,
-        N_TERMS: tl.constexpr, TERMS_PAD: tl.constexpr, CAUSAL: tl.constexpr, IEEE: tl.constexpr,
+        N_TERMS: tl.constexpr, TERMS_PAD: tl.constexpr, CAUSAL: tl.constexpr, PADDING: tl.constexpr,
+        IEEE: tl.constexpr,
         HEAD_DIM: tl.constexpr, D_PAD: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     ):  # fmt: skip
         pid_m = tl.program_id(0)
@@ -114,6 +115,9 @@ def _kernel():
             keep = m_valid[:, None] & n_valid[None, :]
             if CAUSAL:
                 keep = keep & (offs_n[None, :] <= offs_m[:, None])
+            if PADDING:  # KEEP: uint8 [batch, >= kv_len], 1 for the keys that take part
+                key_keep = tl.load(KEEP + b * stride_keep_b + offs_n, mask=n_valid, other=0)
+                keep = keep & (key_keep != 0)[None, :]
             probs = tl.where(keep, tl.exp(scores + gate * phi - lse[:, None]), 0.0)
             grad_scores = probs * (grad_probs - delta[:, None])
             acc_cos += tl.sum(grad_scores, 1)[:, None] * (terms == 0)[None, :]
@@ -137,9 +141,10 @@ def _next_power_of_2(n: int) -> int:
 
 
 def circuit_gradient_sums_triton(
-    query, key, value, out, grad_out, lse, cos_coefficients, sin_coefficients, gate, *, omega, scaling, causal
-):
-    """The Triton version of ``circuit_gradient_sums`` for ``FlexScoreMask(causal=causal)``; same arguments."""
+    query, key, value, out, grad_out, lse, cos_coefficients, sin_coefficients, gate, *, omega, scaling, causal,
+    key_padding=None,
+):  # fmt: skip
+    """The Triton version of ``circuit_gradient_sums`` for ``FlexScoreMask(causal, key_padding)``."""
     import triton
 
     batch, heads, q_len, head_dim = query.shape
@@ -165,11 +170,20 @@ def circuit_gradient_sums_triton(
     n_blocks = triton.cdiv(q_len, block_m)
     partial = torch.zeros(batch * heads, n_blocks, 2, terms_pad, dtype=torch.float32, device=query.device)
     grid = (n_blocks, batch * heads)
+    if key_padding is not None:
+        if key_padding.shape[0] != batch or key_padding.shape[-1] < kv_len:
+            raise ValueError(
+                f"key_padding must be [batch={batch}, >= {kv_len}], got {tuple(key_padding.shape)}"
+            )
+        keep = key_padding.to(device=query.device, dtype=torch.uint8).contiguous()
+    else:
+        keep = torch.ones(1, 1, dtype=torch.uint8, device=query.device)  # not read (PADDING=False)
     _kernel()[grid](
-        query, key, value, grad_out, lse, delta, cos_c, sin_c, gate, partial,
+        query, key, value, grad_out, lse, delta, cos_c, sin_c, gate, keep, partial, keep.stride(0),
         *query.stride(), *key.stride(), *value.stride(), *grad_out.stride(),
         heads, heads // kv_heads, q_len, kv_len, float(scaling), float(omega),
-        N_TERMS=num_terms, TERMS_PAD=terms_pad, CAUSAL=bool(causal), IEEE=query.dtype == torch.float32,
+        N_TERMS=num_terms, TERMS_PAD=terms_pad, CAUSAL=bool(causal), PADDING=key_padding is not None,
+        IEEE=query.dtype == torch.float32,
         HEAD_DIM=head_dim, D_PAD=d_pad, BLOCK_M=block_m, BLOCK_N=block_n, num_warps=num_warps,
     )  # fmt: skip
     sums = partial.view(batch, heads, n_blocks, 2, terms_pad).sum((0, 2))[..., :num_terms]

@@ -100,6 +100,7 @@ def fourier_coefficients(
 
     Example:
         >>> import torch
+        >>> from hf_superpositional.functional.circuit import circuit_readout
         >>> ry, rz = torch.randn(2, 4, dtype=torch.float64), torch.randn(2, 4, dtype=torch.float64)
         >>> coefficients = fourier_coefficients(ry, rz)
         >>> x = torch.linspace(-3, 3, 7, dtype=torch.float64)

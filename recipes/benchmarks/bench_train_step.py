@@ -248,24 +248,6 @@ def _timed(step: Callable, device: torch.device) -> tuple[float, float]:
     return time.perf_counter() - t0, time.process_time() - c0
 
 
-def cpu_step_peak_bytes(step: Callable) -> int:
-    """Running peak of the profiler's memory events over one call (allocations minus frees, in order)."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        step()
-    events = sorted(
-        (event.start_ns(), event.nbytes())
-        for event in prof.profiler.kineto_results.events()
-        if event.name() == "[memory]"
-    )
-    current = peak = 0
-    for _, nbytes in events:
-        current += nbytes
-        peak = max(peak, current)
-    return peak
-
-
 def peak_bytes(step: TrainStep) -> int:
     device = step.device
     if device.type == "cuda":
@@ -275,7 +257,9 @@ def peak_bytes(step: TrainStep) -> int:
         step()
         torch.cuda.synchronize(device)
         return torch.cuda.max_memory_allocated(device)
-    return step.static_bytes() + cpu_step_peak_bytes(step)
+    from hf_superpositional.profiling import cpu_peak_bytes
+
+    return step.static_bytes() + cpu_peak_bytes(step)
 
 
 def run_interleaved(steps_by_key: dict[str, TrainStep], warmup: int, steps: int) -> dict[str, dict]:

@@ -326,18 +326,27 @@ def quantum_flex_attention_forward(
         value = repeat_kv(value, num_heads // value.shape[1])
         enable_gqa = False
 
-    attn_output = compile_friendly_flex_attention(
-        query,
-        key,
-        value,
-        score_mod=score_mod,
-        block_mask=block_mask,
-        enable_gqa=enable_gqa,
-        scale=scaling,
-        kernel_options=kwargs.get("kernel_options"),
-        training=module.training,
-        **(_lse_request() if circuit_terms is not None else {}),
-    )
+    try:
+        attn_output = compile_friendly_flex_attention(
+            query,
+            key,
+            value,
+            score_mod=score_mod,
+            block_mask=block_mask,
+            enable_gqa=enable_gqa,
+            scale=scaling,
+            kernel_options=kwargs.get("kernel_options"),
+            training=module.training,
+            **(_lse_request() if circuit_terms is not None else {}),
+        )
+    except NotImplementedError as error:
+        if query.device.type != "cuda" and "backward" in str(error):
+            raise NotImplementedError(
+                f"attn_implementation='quantum_flex' cannot train on {query.device.type}: FlexAttention has no "
+                "backward there. Train with attn_implementation='quantum' (same maths; switch back with "
+                "model.set_attn_implementation('quantum_flex') on a GPU), or run without gradients."
+            ) from error
+        raise
     if circuit_terms is not None:
         attn_output, lse = attn_output
         lse = getattr(lse, "lse", lse)  # AuxOutput (torch >= 2.9) or the tensor (return_lse)

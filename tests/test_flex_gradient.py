@@ -349,3 +349,13 @@ def test_triton_kernel_matches_torch_pass_on_cuda(dtype, causal, padded):
     tol = 1e-4 if dtype == torch.float32 else 2e-2
     for a, b in zip(got, ref, strict=True):
         assert float((a.double() - b).abs().max()) <= tol * float(b.abs().max())
+
+
+def test_training_quantum_flex_on_cpu_says_what_to_use_instead():
+    circuit = QuantumCircuitParameters(QuantumAttentionConfig(gate_init=0.5), num_heads=2)
+    module = _Stub(circuit, groups=1).train()
+    q, k, v, *_ = _inputs(batch=1, heads=2, kv_heads=2, q_len=8, kv_len=8, head_dim=16, dtype=torch.float32)
+    with pytest.raises(
+        NotImplementedError, match=r"quantum_flex' cannot train on cpu.*attn_implementation='quantum'"
+    ):
+        quantum_flex_attention_forward(module, q.requires_grad_(), k, v, None, scaling=0.25)

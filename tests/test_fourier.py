@@ -290,14 +290,16 @@ def test_saves_only_its_inputs(kernel, causal):
         assert logits.grad is not None and coefficients.grad is not None and gate.grad is not None
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("kernel", KERNELS, indirect=True)
-def test_attention_probs_from_query_and_key_equal_circuit_softmax_and_keep_no_logits(kernel, causal):
+def test_attention_probs_from_query_and_key_equal_circuit_softmax_and_keep_no_logits(kernel, causal, dtype):
     """circuit_attention_probs = circuit_softmax(q @ k^T) bit for bit (values and every gradient), and the
-    only score-sized tensor it saves is the probabilities (the logits are recomputed in backward)."""
+    only score-sized tensor it saves is the probabilities (the logits are recomputed in backward). fp16/bf16:
+    = circuit_softmax((q @ k^T * scale).float()), the scale applied in half precision as eager attention does."""
     generator = torch.Generator().manual_seed(81)
-    query = torch.randn(2, 3, 8, 4, generator=generator, requires_grad=True)
-    key = torch.randn(2, 3, 8, 4, generator=generator, requires_grad=True)
+    query = torch.randn(2, 3, 8, 4, generator=generator).to(dtype).requires_grad_()
+    key = torch.randn(2, 3, 8, 4, generator=generator).to(dtype).requires_grad_()
     coefficients = torch.randn(3, 2, 9, generator=generator, requires_grad=True)
     gate = torch.rand(3, generator=generator).add(0.5).requires_grad_()
     options = dict(omega=1.0, input_scale=0.7, kernel=kernel, causal=causal, logit_scale=0.5)
@@ -312,7 +314,10 @@ def test_attention_probs_from_query_and_key_equal_circuit_softmax_and_keep_no_lo
         probs = circuit_attention_probs(query, key, coefficients, gate, **options)
     assert [t.data_ptr() for t in saved if t.numel() >= 2 * 3 * 8 * 8] == [probs.data_ptr()]
     got = torch.autograd.grad(probs, (query, key, coefficients, gate), grad)
-    reference = circuit_softmax(torch.matmul(query, key.transpose(2, 3)), coefficients, gate, **options)
+    logits = torch.matmul(query, key.transpose(2, 3))
+    if dtype != torch.float32:
+        logits, options = (logits * options["logit_scale"]).float(), {**options, "logit_scale": 1.0}
+    reference = circuit_softmax(logits, coefficients, gate, **options)
     expected = torch.autograd.grad(reference, (query, key, coefficients, gate), grad)
     assert torch.equal(probs, reference)
     for a, b in zip(got, expected, strict=True):

@@ -675,14 +675,26 @@ class _CircuitSoftmax(torch.autograd.Function):
 
 
 class _CircuitAttentionProbs(torch.autograd.Function):
-    """``softmax(term(query @ key^T))`` keeping only the probabilities: the logits are recomputed in backward."""
+    """``softmax(term(query @ key^T))`` keeping only the probabilities: the logits are recomputed in backward.
+
+    ``half_scale``: for fp16/bf16 queries the logits are scaled in their own dtype and then widened, as eager
+    attention and the module path do (``spec.scale`` is then 1); ``None`` for float32, where the kernel
+    applies ``spec.scale`` itself.
+    """
 
     @staticmethod
-    def forward(ctx, query, key, coefficients, gate, spec):
-        term = _term_forward(torch.matmul(query, key.transpose(-2, -1)), coefficients, gate, spec)
+    def _logits(query, key, half_scale, dtype):
+        logits = torch.matmul(query, key.transpose(-2, -1))
+        return logits if half_scale is None else (logits * half_scale).to(dtype)
+
+    @staticmethod
+    def forward(ctx, query, key, coefficients, gate, spec, half_scale):
+        logits = _CircuitAttentionProbs._logits(query, key, half_scale, spec.dtype)
+        term = _term_forward(logits, coefficients, gate, spec)
+        del logits
         probs = torch._softmax(term, -1, False, out=term) if term.device.type == "cpu" else term.softmax(-1)
         ctx.save_for_backward(query, key, coefficients, gate, probs)
-        ctx.spec = spec
+        ctx.spec, ctx.half_scale = spec, half_scale
         return probs
 
     @staticmethod
@@ -691,16 +703,20 @@ class _CircuitAttentionProbs(torch.autograd.Function):
         query, key, coefficients, gate, probs = ctx.saved_tensors
         need_query, need_key, need_coefficients, need_gate = ctx.needs_input_grad[:4]
         grad_term = torch._softmax_backward_data(grad_probs, probs, -1, probs.dtype)
-        logits = torch.matmul(query, key.transpose(-2, -1))  # the same product as the forward's, again
+        # The same product (and scaling) as the forward's, again.
+        logits = _CircuitAttentionProbs._logits(query, key, ctx.half_scale, ctx.spec.dtype)
         needs = (need_query or need_key, need_coefficients, need_gate)
         grad_logits, grad_coefficients, grad_gate = _term_backward(
             logits, coefficients, gate, ctx.spec, grad_term, needs, grad_is_ours=True
         )
         del logits
+        if grad_logits is not None and ctx.half_scale is not None:
+            # As autograd goes back through (query @ key^T * scale).to(float32): cast, then scale.
+            grad_logits = grad_logits.to(query.dtype) * ctx.half_scale
         # As autograd differentiates torch.matmul(query, key.transpose(2, 3)): the same products, same numbers.
         grad_query = grad_logits.matmul(key) if need_query else None
         grad_key = query.transpose(-2, -1).matmul(grad_logits).transpose(-2, -1) if need_key else None
-        return grad_query, grad_key, grad_coefficients, grad_gate, None
+        return grad_query, grad_key, grad_coefficients, grad_gate, None, None
 
 
 def _check_term_arguments(logits, coefficients, gate, omega, input_scale, kernel, causal, logit_scale):
@@ -866,7 +882,9 @@ def circuit_attention_probs(
     :func:`circuit_softmax` keeps two (the logits too, for ``Phi'``). Taking ``query`` and ``key`` instead of
     their product brings the circuit back to eager attention's memory, for one more ``query @ key^T`` in
     the backward. Same values and gradients as ``circuit_softmax(torch.matmul(query, key.transpose(-2, -1)),
-    ...)`` (bit for bit: the same kernels in the same order).
+    ...)`` (bit for bit: the same kernels in the same order). fp16/bf16 ``query``/``key``: the logits are
+    scaled by ``logit_scale`` in their own dtype and widened to float32 before the term, as eager attention
+    scales them, i.e. the same as ``circuit_softmax((query @ key^T * logit_scale).float(), ...)``.
 
     Args:
         query: ``[B, H, Lq, D]``; key: ``[B, H, Lk, D]`` (already repeated for GQA).
@@ -903,6 +921,9 @@ def circuit_attention_probs(
         meta_logits, coefficients, gate, omega, input_scale, "eager", causal, logit_scale
     )
     spec = dataclasses.replace(spec, kernel=_resolve_kernel(kernel, query.device))
+    half_scale = None
+    if query.dtype in (torch.float16, torch.bfloat16):
+        half_scale, spec = float(logit_scale), dataclasses.replace(spec, scale=1.0)
     if meta_logits.numel() == 0:
         return circuit_softmax(
             torch.matmul(query, key.transpose(-2, -1)),
@@ -914,4 +935,4 @@ def circuit_attention_probs(
             causal=causal,
             logit_scale=logit_scale,
         )
-    return _CircuitAttentionProbs.apply(query, key, coefficients, gate, spec)
+    return _CircuitAttentionProbs.apply(query, key, coefficients, gate, spec, half_scale)

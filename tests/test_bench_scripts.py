@@ -179,3 +179,32 @@ def test_bench_optimizer_one_step_prints_control_and_each_configuration(run_scri
     assert ["update", "first_n", "control: quantum_weight=0, fused"] in rows, out
     for mode, scope in (("update", "first_n"), ("moment", "first_n"), ("update", "all")):
         assert [mode, scope, "fused"] in rows, out
+
+
+@pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_bench_train_step_flex_arm_trains_on_cpu_through_unfused_flex(monkeypatch, precision):
+    """Arm (e), superpositional_adamw + quantum_flex, runs only on CUDA in the benchmark. Its whole step (the
+    flex forward with the lse, the circuit-gradient pass, autocast, the optimizer) is run here through
+    FlexAttention's unfused implementation, which differentiates on CPU once its device check is lifted."""
+    import torch.nn.attention.flex_attention as flex_module
+    import transformers.integrations.flex_attention as hf_flex
+
+    monkeypatch.setattr(flex_module, "_validate_device", lambda *args, **kwargs: None)
+    monkeypatch.setattr(
+        hf_flex,
+        "compile_friendly_flex_attention",
+        lambda query, key, value, training=False, **kwargs: flex_module.flex_attention(
+            query, key, value, **kwargs
+        ),
+    )
+    bench = runpy.run_path(str(BENCHMARKS / "bench_train_step.py"))
+    base = bench["build_base_model"](bench["SMOKE_MODEL"], seed=0)
+    arm = {arm.key: arm for arm in bench["ARMS"]}["e"]
+    step = bench["TrainStep"](base, arm, torch.device("cpu"), precision, seq=8, batch=2, seed=0)
+    assert step.model.config._attn_implementation == "quantum_flex"
+    circuits = {n: p.detach().clone() for n, p in step.model.named_parameters() if "quantum_circuit" in n}
+    assert circuits
+    step()
+    moved = [n for n, p in step.model.named_parameters() if n in circuits and not torch.equal(p, circuits[n])]
+    assert len(moved) == len(circuits)  # every circuit parameter got a gradient and was updated

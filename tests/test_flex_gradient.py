@@ -274,6 +274,8 @@ TRITON_CHECK = textwrap.dedent(
         dict(dtype=torch.float32, causal=False, kv_heads=4, q_len=33, kv_len=50, head_dim=20, terms=5),
         dict(dtype=torch.float16, causal=True, kv_heads=1, q_len=40, kv_len=40, head_dim=16, terms=9),
         dict(dtype=torch.float16, causal=True, kv_heads=2, q_len=17, kv_len=17, head_dim=8, terms=17),
+        dict(dtype=torch.float32, causal=True, kv_heads=1, q_len=9, kv_len=20, head_dim=128, terms=9),
+        dict(dtype=torch.float32, causal=False, kv_heads=2, q_len=70, kv_len=5, head_dim=24, terms=3),
     ]
     cases.append(dict(dtype=torch.float32, causal=True, kv_heads=2, q_len=45, kv_len=45, head_dim=8, terms=9,
                       padded=True))

@@ -153,14 +153,20 @@ def quantum_attention_forward(
         attn_weights = torch.matmul(query, key_states.transpose(2, 3))
         attn_weights = apply_attention_mask(attn_weights * scaling, attention_mask, causal)
         attn_weights = nn.functional.softmax(attn_weights, dim=-1, dtype=torch.float32)
-    elif attention_mask is None and query.dtype in (torch.float32, torch.float16, torch.bfloat16):
-        # QK^T, the softmax scale, the causal mask, the circuit term and the softmax in one autograd node
-        # that keeps only the probabilities for the backward (QK^T is recomputed there), as eager attention
-        # does; the values are those of the separate ops. Called as a module (not via .coefficients()) so
-        # that hooks and PEFT's ModulesToSaveWrapper dispatch.
-        attn_weights = circuit(query, scaling, causal=causal, unscaled=True, softmax=True, key=key_states)
+    elif (attention_mask is None or attention_mask.dtype == torch.bool) and query.dtype in (
+        torch.float32,
+        torch.float16,
+        torch.bfloat16,
+    ):
+        # QK^T, the softmax scale, the causal or boolean (padding) mask, the circuit term and the softmax in
+        # one autograd node that keeps only the probabilities for the backward (QK^T is recomputed there), as
+        # eager attention does; the values are those of the separate ops. Called as a module (not via
+        # .coefficients()) so that hooks and PEFT's ModulesToSaveWrapper dispatch.
+        attn_weights = circuit(
+            query, scaling, causal=causal, unscaled=True, softmax=True, key=key_states, mask=attention_mask
+        )
     else:
-        # The same fusion from the logits, for a mask tensor or float64 attention: the scale, the
+        # The same fusion from the logits, for an additive float mask or float64 attention: the scale, the
         # causal mask (when there is no mask tensor) and the softmax are applied with the circuit term in its
         # own buffer (the masked half of the scores is not computed at all). fp16/bf16 logits are scaled in
         # their own dtype first, as eager attention does, so that a gate-0 circuit stays bit-identical to it.

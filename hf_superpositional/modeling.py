@@ -150,6 +150,7 @@ class QuantumCircuitParameters(nn.Module):
         unscaled: bool = False,
         softmax: bool = False,
         key: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Return ``logits + gate * Phi(input_scale * logits)`` in float32 (float64 for float64 logits).
 
@@ -164,15 +165,19 @@ class QuantumCircuitParameters(nn.Module):
             key: if given, ``logits`` is the *query* ``[batch, heads, q_len, head_dim]`` and the logits are
                 ``query @ key^T`` (``key`` repeated for GQA); with ``softmax`` in float32 they are not kept for
                 the backward but recomputed there (``circuit_attention_probs``: eager attention's memory).
+            mask: with ``key`` and ``softmax``: a boolean attention mask (``True`` = attend) applied before the
+                softmax, as ``apply_attention_mask`` applies it.
         """
         if key is not None:
             if softmax and self._compute_dtype(logits) == torch.float32 and logits.dtype == key.dtype:
                 return circuit_attention_probs(
                     logits, key, self.coefficients(torch.float32), self.gate.to(torch.float32),
                     omega=self.omega, input_scale=self.input_scale(scaling), causal=causal,
-                    logit_scale=scaling if unscaled else 1.0,
+                    logit_scale=scaling if unscaled else 1.0, mask=mask,
                 )  # fmt: skip
             logits = torch.matmul(logits, key.transpose(-2, -1))
+        if mask is not None and not softmax:
+            raise ValueError("mask is applied before the softmax: it needs softmax=True")
         dtype = self._compute_dtype(logits)
         arguments = dict(
             omega=self.omega,
@@ -181,9 +186,11 @@ class QuantumCircuitParameters(nn.Module):
             logit_scale=scaling if unscaled else 1.0,
         )
         logits, coefficients, gate = logits.to(dtype), self.coefficients(dtype), self.gate.to(dtype)
-        if softmax and dtype == torch.float32:
+        if softmax and mask is None and dtype == torch.float32:
             return circuit_softmax(logits, coefficients, gate, **arguments)
         out = add_circuit_term(logits, coefficients, gate, **arguments)
+        if mask is not None:  # as apply_attention_mask
+            out = torch.where(mask[..., : out.shape[-1]], out, torch.finfo(out.dtype).min)
         return nn.functional.softmax(out, dim=-1, dtype=torch.float32) if softmax else out
 
     def extra_repr(self) -> str:

@@ -324,6 +324,47 @@ def test_attention_probs_from_query_and_key_equal_circuit_softmax_and_keep_no_lo
         assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("kernel", KERNELS, indirect=True)
+def test_attention_probs_with_a_padding_mask_equal_the_separate_ops(kernel, dtype):
+    """A boolean mask (padded keys, a query with no key left) inside the recomputing node gives what
+    add_circuit_term -> apply_attention_mask -> softmax give, values and gradients, and saves no logits."""
+    from hf_superpositional.attention import apply_attention_mask
+
+    generator = torch.Generator().manual_seed(83)
+    query = torch.randn(2, 3, 8, 4, generator=generator).to(dtype).requires_grad_()
+    key = torch.randn(2, 3, 8, 4, generator=generator).to(dtype).requires_grad_()
+    coefficients = torch.randn(3, 2, 9, generator=generator, requires_grad=True)
+    gate = torch.rand(3, generator=generator).add(0.5).requires_grad_()
+    keys = torch.ones(2, 8, dtype=torch.bool)
+    keys[1, :3] = False  # left padding
+    mask = (torch.ones(8, 8, dtype=torch.bool).tril() & keys[:, None, :])[:, None]  # [2, 1, 8, 8]; row 0 of
+    # batch 1 keeps no key
+    grad = torch.randn(2, 3, 8, 8, generator=generator)
+    saved = []
+
+    def pack(tensor):
+        saved.append(tensor)
+        return tensor
+
+    options = dict(omega=1.0, input_scale=0.7, kernel=kernel)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        probs = circuit_attention_probs(query, key, coefficients, gate, logit_scale=0.5, mask=mask, **options)
+    assert [t.data_ptr() for t in saved if t.numel() >= 2 * 3 * 8 * 8] == [probs.data_ptr()]
+    got = torch.autograd.grad(probs, (query, key, coefficients, gate), grad)
+    logits = torch.matmul(query, key.transpose(2, 3))
+    if dtype == torch.float32:
+        term = add_circuit_term(logits, coefficients, gate, logit_scale=0.5, **options)
+    else:
+        term = add_circuit_term((logits * 0.5).float(), coefficients, gate, **options)
+    reference = torch.softmax(apply_attention_mask(term, mask, causal=False), -1)
+    expected = torch.autograd.grad(reference, (query, key, coefficients, gate), grad)
+    torch.testing.assert_close(probs, reference, rtol=0, atol=1e-7)
+    assert torch.allclose(probs[1, :, 0], torch.full((3, 8), 1 / 8))  # no key left: uniform, as eager
+    for a, b in zip(got, expected, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_attention_probs_rejects_mismatched_query_and_key():
     coefficients, gate = torch.zeros(2, 3), torch.ones(1)
     with pytest.raises(ValueError, match=r"key \(1, 2, 5, 4\) must match query \(1, 4, 5, 4\)"):

@@ -679,7 +679,8 @@ class _CircuitAttentionProbs(torch.autograd.Function):
 
     ``half_scale``: for fp16/bf16 queries the logits are scaled in their own dtype and then widened, as eager
     attention and the module path do (``spec.scale`` is then 1); ``None`` for float32, where the kernel
-    applies ``spec.scale`` itself.
+    applies ``spec.scale`` itself. ``mask``: boolean (``True`` = attend), applied to the term as
+    ``torch.where(mask, term, finfo.min)`` is, in place; its backward zeroes the masked scores' gradient.
     """
 
     @staticmethod
@@ -688,21 +689,25 @@ class _CircuitAttentionProbs(torch.autograd.Function):
         return logits if half_scale is None else (logits * half_scale).to(dtype)
 
     @staticmethod
-    def forward(ctx, query, key, coefficients, gate, spec, half_scale):
+    def forward(ctx, query, key, coefficients, gate, spec, half_scale, mask):
         logits = _CircuitAttentionProbs._logits(query, key, half_scale, spec.dtype)
         term = _term_forward(logits, coefficients, gate, spec)
         del logits
+        if mask is not None:
+            term.masked_fill_(~mask, torch.finfo(term.dtype).min)
         probs = torch._softmax(term, -1, False, out=term) if term.device.type == "cpu" else term.softmax(-1)
-        ctx.save_for_backward(query, key, coefficients, gate, probs)
+        ctx.save_for_backward(query, key, coefficients, gate, probs, mask)
         ctx.spec, ctx.half_scale = spec, half_scale
         return probs
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_probs):
-        query, key, coefficients, gate, probs = ctx.saved_tensors
+        query, key, coefficients, gate, probs, mask = ctx.saved_tensors
         need_query, need_key, need_coefficients, need_gate = ctx.needs_input_grad[:4]
         grad_term = torch._softmax_backward_data(grad_probs, probs, -1, probs.dtype)
+        if mask is not None:  # as torch.where's backward: nothing flows through a masked score
+            grad_term.masked_fill_(~mask, 0.0)
         # The same product (and scaling) as the forward's, again.
         logits = _CircuitAttentionProbs._logits(query, key, ctx.half_scale, ctx.spec.dtype)
         needs = (need_query or need_key, need_coefficients, need_gate)
@@ -716,7 +721,7 @@ class _CircuitAttentionProbs(torch.autograd.Function):
         # As autograd differentiates torch.matmul(query, key.transpose(2, 3)): the same products, same numbers.
         grad_query = grad_logits.matmul(key) if need_query else None
         grad_key = query.transpose(-2, -1).matmul(grad_logits).transpose(-2, -1) if need_key else None
-        return grad_query, grad_key, grad_coefficients, grad_gate, None, None
+        return grad_query, grad_key, grad_coefficients, grad_gate, None, None, None
 
 
 def _check_term_arguments(logits, coefficients, gate, omega, input_scale, kernel, causal, logit_scale):
@@ -875,6 +880,7 @@ def circuit_attention_probs(
     kernel: str | None = None,
     causal: bool = False,
     logit_scale: float = 1.0,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``circuit_softmax(query @ key^T, ...)`` that saves no logits: the backward recomputes ``query @ key^T``.
 
@@ -889,6 +895,10 @@ def circuit_attention_probs(
     Args:
         query: ``[B, H, Lq, D]``; key: ``[B, H, Lk, D]`` (already repeated for GQA).
         coefficients, gate, omega, input_scale, kernel, causal, logit_scale: as :func:`circuit_softmax`.
+        mask: optional boolean mask (``True`` = attend) broadcastable to ``[B, H, Lq, Lk]`` (a padded batch's
+            mask; extra key columns are ignored), applied before the softmax exactly as
+            ``hf_superpositional.attention.apply_attention_mask`` applies it (masked scores become the lowest
+            float32 value: a query with no key left gets a uniform row and no gradient).
 
     Returns:
         The probabilities ``[B, H, Lq, Lk]``, float32 (float64 for float64 inputs).
@@ -924,7 +934,17 @@ def circuit_attention_probs(
     half_scale = None
     if query.dtype in (torch.float16, torch.bfloat16):
         half_scale, spec = float(logit_scale), dataclasses.replace(spec, scale=1.0)
+    if mask is not None:
+        if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool or mask.ndim != 4:
+            shape = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
+            raise ValueError(
+                f"mask must be a 4-D boolean tensor broadcastable to {logits_shape}, got {shape}"
+            )
+        mask = mask[..., : logits_shape[-1]]
+        torch.broadcast_shapes(mask.shape, logits_shape)  # raises naming both shapes
     if meta_logits.numel() == 0:
+        if mask is not None:
+            raise ValueError("mask with empty attention (no query or no key) is not supported")
         return circuit_softmax(
             torch.matmul(query, key.transpose(-2, -1)),
             coefficients,
@@ -935,4 +955,4 @@ def circuit_attention_probs(
             causal=causal,
             logit_scale=logit_scale,
         )
-    return _CircuitAttentionProbs.apply(query, key, coefficients, gate, spec, half_scale)
+    return _CircuitAttentionProbs.apply(query, key, coefficients, gate, spec, half_scale, mask)

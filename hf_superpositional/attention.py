@@ -20,6 +20,7 @@ module is causal and there is more than one query). ``"quantum_flex"`` uses tran
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
@@ -234,6 +235,7 @@ def circuit_score_mod(
     return score_mod
 
 
+@functools.cache
 def _lse_request() -> dict:
     """FlexAttention keyword asking for the log-sum-exp: ``return_aux`` where it exists (``return_lse`` is deprecated)."""
     try:

@@ -21,6 +21,7 @@ import math
 import torch
 from torch import nn
 
+from .attention import apply_attention_mask
 from .config import QuantumAttentionConfig
 from .functional.fourier import (
     add_circuit_term,
@@ -189,8 +190,8 @@ class QuantumCircuitParameters(nn.Module):
         if softmax and mask is None and dtype == torch.float32:
             return circuit_softmax(logits, coefficients, gate, **arguments)
         out = add_circuit_term(logits, coefficients, gate, **arguments)
-        if mask is not None:  # as apply_attention_mask
-            out = torch.where(mask[..., : out.shape[-1]], out, torch.finfo(out.dtype).min)
+        if mask is not None:
+            out = apply_attention_mask(out, mask, causal=False)
         return nn.functional.softmax(out, dim=-1, dtype=torch.float32) if softmax else out
 
     def extra_repr(self) -> str:

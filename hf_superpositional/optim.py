@@ -33,6 +33,7 @@ from .functional.adamw import (
     adam_update_sq_norm,
     build_quantum_mask,
     gather_masked,
+    global_sq_norm,
     superpositional_adamw,
 )
 
@@ -436,8 +437,7 @@ class SuperpositionalAdamW(Optimizer):
             if track:
                 scale = float(group["lr"]) * float(group["quantum_weight"])
                 if perturbations:
-                    norms = torch._foreach_norm(perturbations)
-                    pert_sq += torch.stack([n.float().cpu() for n in norms]).square().sum() * scale**2
+                    pert_sq += global_sq_norm(perturbations) * scale**2
                 upd_sq += adam_update_sq_norm(
                     plan["exp_avgs"],
                     plan["exp_avg_sqs"],

@@ -18,6 +18,7 @@ from transformers.masking_utils import AttentionMaskInterface
 from hf_superpositional.attention import (
     QUANTUM_ATTENTION,
     QUANTUM_FLEX_ATTENTION,
+    apply_attention_mask,
     quantum_attention_forward,
     quantum_flex_attention_forward,
     register_quantum_attention,
@@ -467,3 +468,23 @@ def test_aer_backend_matches_torch_backend():
         circuit(logits, scaling=1.0).square().sum().backward()
     torch.testing.assert_close(aer_circuit.ry.grad, torch_circuit.ry.grad, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(aer_circuit.gate.grad, torch_circuit.gate.grad, rtol=1e-4, atol=1e-4)
+
+
+def test_circuit_module_with_key_and_mask_falls_back_to_separate_ops_for_float64_circuits():
+    """float64 circuit parameters with a float32 query: no fused node; the module computes QK^T, the term,
+    apply_attention_mask and the softmax itself (in float64), with the same values as doing so by hand."""
+    circuit = QuantumCircuitParameters(
+        QuantumAttentionConfig(gate_init=0.8, per_head=True), num_heads=2
+    ).double()
+    q, k, _ = _qkv(batch=2, heads=2, kv_heads=2, length=6, head_dim=4, seed=21)
+    mask = torch.ones(2, 1, 6, 6, dtype=torch.bool).tril()
+    # Right-padded keys. (A query with no key left gives NaN here, as in transformers' eager attention: the
+    # float64 mask value becomes -inf in the float32 softmax.)
+    mask[1, ..., 4:] = False
+    probs = circuit(q, 0.5, unscaled=True, softmax=True, key=k, mask=mask)
+    assert probs.dtype == torch.float32  # softmax(dtype=float32), as eager attention
+    term = circuit(torch.matmul(q, k.transpose(-2, -1)).double() * 0.5, 0.5)
+    expected = torch.softmax(apply_attention_mask(term, mask, causal=False), -1, dtype=torch.float32)
+    torch.testing.assert_close(probs, expected, rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="mask is applied before the softmax: it needs softmax=True"):
+        circuit(q, 0.5, key=k, mask=mask)

@@ -35,6 +35,7 @@ __all__ = [
     "QuantumSelection",
     "adam_update_sq_norm",
     "build_quantum_mask",
+    "global_sq_norm",
     "first_n_local_flat_indices",
     "gather_masked",
     "sin_pi",
@@ -803,5 +804,15 @@ def adam_update_sq_norm(
     torch._foreach_add_(denom, eps)
     upd = torch._foreach_div(exp_avgs, denom)
     torch._foreach_mul_(upd, [lr_value / (1 - beta1**s) for s in steps])
-    norms = torch._foreach_norm(upd)
+    return global_sq_norm(upd)
+
+
+def global_sq_norm(tensors: list[Tensor]) -> Tensor:
+    """Sum of the squared L2 norms of ``tensors`` (float32, on CPU; tensors may sit on different devices).
+
+    Example:
+        >>> float(global_sq_norm([torch.tensor([3.0]), torch.tensor([4.0])]))
+        25.0
+    """
+    norms = torch._foreach_norm(tensors)
     return torch.stack([n.float().cpu() for n in norms]).square().sum()

@@ -224,12 +224,12 @@ def circuit_readout_by_layers(
     """``Phi(x)``, the same values as :func:`circuit_readout`, from whole-layer matrices in real arithmetic.
 
     Each layer is ``CNOT-chain . (x)RZ . (x)RY(ry + x)``: the RY part is a real ``2**n x 2**n`` matrix (a
-    Kronecker product, built in one gather and one product over qubits), the RZ part a diagonal phase
-    ``exp(i alpha)`` independent of ``x``, the CNOT chain a row permutation folded into both. The state is
-    kept as (real, imaginary) parts. About 25 kernels forward and 50 backward at ``n = 4, depth = 2``,
-    against about 40 and 125 (and two host-to-device copies per call) for the gate-by-gate
-    :func:`circuit_statevector`: what matters where every operation is a kernel launch (CUDA), where
-    :func:`~.fourier.fourier_coefficients` uses it.
+    Kronecker product: each qubit's factors picked by one 0/1 matrix product, then multiplied), the RZ part a
+    diagonal phase ``exp(i alpha)`` independent of ``x``, the CNOT chain a row permutation folded into both.
+    The state is kept as (real, imaginary) parts. Within :func:`~.fourier.fourier_coefficients` at ``n = 4,
+    depth = 2`` that is 24 torch operators forward and 49 backward, against 31 and 120 (and two
+    host-to-device copies per call) for the gate-by-gate :func:`circuit_statevector`
+    (``recipes/benchmarks/bench_circuit.py``): what matters where every operation is a kernel launch (CUDA).
 
     Args:
         x: input values ``[..., P]``.

@@ -93,9 +93,8 @@ def _mask_mod_block(
 
 
 def _circuit_terms(x: torch.Tensor, num_terms: int):
-    """Yield ``(j, cos(j x), sin(j x))`` for ``j = 0..num_terms-1`` by the angle-addition recurrence."""
+    """Yield ``(j, cos(j x), sin(j x))`` for ``j = 1..num_terms-1`` by the angle-addition recurrence."""
     c1, s1 = torch.cos(x), torch.sin(x)
-    yield 0, None, None
     cj, sj = c1, s1
     for j in range(1, num_terms):
         yield j, cj, sj
@@ -131,8 +130,7 @@ def _circuit_gradient_sums_torch(
         x = scores * omega
         phi = a[..., 0].expand_as(scores).clone()
         for j, cj, sj in _circuit_terms(x, num_terms):
-            if j:
-                phi += a[..., j] * cj + b[..., j] * sj
+            phi += a[..., j] * cj + b[..., j] * sj
         modified = scores + g * phi
         keep = torch.ones(1, 1, 1, 1, dtype=torch.bool, device=query.device)
         if mask.causal:
@@ -153,9 +151,8 @@ def _circuit_gradient_sums_torch(
         del probs, grad_probs, modified, phi
         cos_sums[:, 0] += grad_scores.sum((0, 2, 3))
         for j, cj, sj in _circuit_terms(x, num_terms):
-            if j:
-                cos_sums[:, j] += (grad_scores * cj).sum((0, 2, 3))
-                sin_sums[:, j] += (grad_scores * sj).sum((0, 2, 3))
+            cos_sums[:, j] += (grad_scores * cj).sum((0, 2, 3))
+            sin_sums[:, j] += (grad_scores * sj).sum((0, 2, 3))
     return cos_sums, sin_sums
 
 

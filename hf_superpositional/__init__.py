@@ -15,10 +15,9 @@ Example:
     ...                          optim_args="quantum_weight=0.5,n_qubits=4")
 """
 
-from .attention import register_quantum_attention
+from .attention import register_quantum_attention, unregister_quantum_attention
 from .checkpoint import CheckpointError, last_complete_checkpoint, validate_checkpoint
 from .config import QuantumAttentionConfig
-from .functional.fourier import add_circuit_term, fourier_coefficients, set_circuit_kernel
 from .integration import (
     QUANTUM_MOMENT_ADAMW,
     SUPERPOSITIONAL_ADAMW,
@@ -34,9 +33,12 @@ from .patch import (
     SUPPORTED_MODEL_TYPES,
     apply_quantum_attention,
     get_quantum_attention_config,
+    install_loading_hooks,
     quantum_lora_config,
     remove_quantum_attention,
+    uninstall_loading_hooks,
 )
+from .quantum import add_circuit_term, circuit_kernel, fourier_coefficients, set_circuit_kernel
 from .presets import (
     GSM8K,
     TEXT_CLASSIFICATION,
@@ -52,7 +54,7 @@ _LAZY = {
     "GSM8KAccuracy": "hf_superpositional.metrics.gsm8k_accuracy",
     "gsm8k_compute_metrics": "hf_superpositional.metrics.gsm8k_accuracy",
     "GSM8K_ACCURACY_DIR": "hf_superpositional.metrics.gsm8k_accuracy",
-    "build_circuit": "hf_superpositional.circuits",
+    "build_circuit": "hf_superpositional.quantum.qiskit",
 }
 
 __all__ = [
@@ -60,6 +62,10 @@ __all__ = [
     "CheckpointError",
     "QuantumCircuitParameters",
     "add_circuit_term",
+    "circuit_kernel",
+    "install_loading_hooks",
+    "uninstall_loading_hooks",
+    "unregister_quantum_attention",
     "fourier_coefficients",
     "last_complete_checkpoint",
     "set_circuit_kernel",
@@ -102,3 +108,4 @@ def __getattr__(name):
 
 register_superpositional_optimizers(on_missing="warn")
 register_quantum_attention()
+install_loading_hooks()

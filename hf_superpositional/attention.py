@@ -35,19 +35,21 @@ from transformers.masking_utils import (
     sdpa_mask,
 )
 
-from .functional.flex_gradient import FlexScoreMask, flex_circuit_gradient
 from .naming import QUANTUM_MODULE_NAME
+from .quantum.kernels.flex import circuit_score_mod
+from .quantum.kernels.flex_gradient import FlexScoreMask, flex_circuit_gradient
+from .quantum.masks import apply_attention_mask, causal_mask_mod
 
 __all__ = [
     "QUANTUM_ATTENTION",
     "QUANTUM_FLEX_ATTENTION",
-    "apply_attention_mask",
-    "circuit_score_mod",
+    "kept_scores",
     "quantum_attention_forward",
     "quantum_attention_mask",
     "quantum_flex_attention_mask",
     "quantum_flex_attention_forward",
     "register_quantum_attention",
+    "unregister_quantum_attention",
 ]
 
 QUANTUM_ATTENTION = "quantum"
@@ -62,44 +64,24 @@ QUANTUM_FLEX_ATTENTION = "quantum_flex"
 _KEPT_SCORES_MARK = "_hf_superpositional_kept_scores"
 
 
+def kept_scores(block_mask) -> FlexScoreMask | None:
+    """The :class:`~hf_superpositional.quantum.kernels.flex_gradient.FlexScoreMask` that
+    :func:`quantum_flex_attention_mask` recorded on ``block_mask`` (causal, with or without key padding), or
+    ``None`` for any other block mask (whose ``mask_mod`` the gradient pass then evaluates).
+
+    Example:
+        >>> kept_scores(object()) is None
+        True
+    """
+    return getattr(block_mask, _KEPT_SCORES_MARK, None)
+
+
 def _resolve_is_causal(module: nn.Module, q_len: int, attention_mask, is_causal: bool | None) -> bool:
     # Same rule as transformers' sdpa_attention_forward: a missing mask means "causal" for a causal module
     # with more than one query (prefill); a single decoding query attends to the whole cache.
     if attention_mask is not None or q_len <= 1:
         return False
     return bool(is_causal if is_causal is not None else getattr(module, "is_causal", True))
-
-
-def _causal_bool_mask(q_len: int, kv_len: int, device: torch.device) -> torch.Tensor:
-    # Upper-left aligned like SDPA's is_causal: the mask builder only returns None when q_len == kv_len, or
-    # for a prefill at offset 0 whose extra keys are empty static-cache slots (which must stay masked).
-    q_idx = torch.arange(q_len, device=device)[:, None]
-    kv_idx = torch.arange(kv_len, device=device)[None, :]
-    return (kv_idx <= q_idx).view(1, 1, q_len, kv_len)
-
-
-def apply_attention_mask(
-    logits: torch.Tensor, attention_mask: torch.Tensor | None, causal: bool
-) -> torch.Tensor:
-    """Mask attention logits: boolean masks (``True`` = attend) via ``torch.where``, float masks by addition.
-
-    Masked logits become ``finfo(dtype).min`` rather than ``-inf``, so a fully masked row (a padding query)
-    gives a uniform softmax instead of NaN -- and, in float32, exactly the values eager attention's
-    ``logits + finfo.min`` gives, which keeps a gate-0 patch bit-identical to eager.
-
-    Args:
-        logits: ``[batch, heads, q_len, kv_len]``.
-        attention_mask: ``None``, a boolean mask or an additive float mask broadcastable to ``logits``.
-        causal: with ``attention_mask=None``, apply an upper-left causal mask.
-    """
-    if attention_mask is None:
-        if not causal:
-            return logits
-        attention_mask = _causal_bool_mask(logits.shape[-2], logits.shape[-1], logits.device)
-    attention_mask = attention_mask[..., : logits.shape[-1]]
-    if attention_mask.dtype == torch.bool:
-        return torch.where(attention_mask, logits, torch.finfo(logits.dtype).min)
-    return logits + attention_mask.to(logits.dtype)
 
 
 def quantum_attention_forward(
@@ -188,53 +170,6 @@ def quantum_attention_forward(
     return attn_output, attn_weights
 
 
-def circuit_score_mod(
-    cos_coefficients: torch.Tensor,
-    sin_coefficients: torch.Tensor,
-    gate: torch.Tensor,
-    omega: float,
-    score_mask: torch.Tensor | None = None,
-) -> Callable:
-    """A FlexAttention ``score_mod`` adding ``gate[h] * Phi(score)`` to each score.
-
-    ``Phi(x) = sum_j a_j cos(j w x) + b_j sin(j w x)`` is evaluated with the angle-addition recurrence from a
-    single ``cos``/``sin`` per score (O(K) multiply-adds), the same polynomial the dense path evaluates.
-
-    Args:
-        cos_coefficients, sin_coefficients: ``[heads, K+1]`` (float32), the ``a_j`` and ``b_j``.
-        gate: ``[heads]`` (at least 1-D: FlexAttention cannot capture a learnable 0-D tensor).
-        omega: angular frequency times the score-to-input scale (``1/scaling`` for ``score_input="raw"``).
-        score_mask: optional 4-D boolean/float mask ``[batch, 1, q_len, kv_len]`` applied inside.
-
-    Example:
-        >>> import torch
-        >>> mod = circuit_score_mod(torch.ones(1, 2), torch.zeros(1, 2), torch.ones(1), omega=1.0)
-        >>> float(mod(torch.tensor(0.0), 0, torch.tensor(0), 0, 0))  # 0 + 1 * (1 + cos 0)
-        2.0
-    """
-    num_terms = cos_coefficients.shape[-1]
-
-    def score_mod(score, batch_idx, head_idx, q_idx, kv_idx):
-        x = score.to(torch.float32) * omega
-        c1, s1 = torch.cos(x), torch.sin(x)
-        phi = cos_coefficients[head_idx, 0]
-        cj, sj = c1, s1
-        for j in range(1, num_terms):
-            phi = phi + cos_coefficients[head_idx, j] * cj + sin_coefficients[head_idx, j] * sj
-            if j + 1 < num_terms:
-                cj, sj = cj * c1 - sj * s1, sj * c1 + cj * s1
-        out = score + gate[head_idx] * phi
-        if score_mask is not None:
-            mask_value = score_mask[batch_idx, 0, q_idx, kv_idx]
-            if score_mask.dtype == torch.bool:
-                out = torch.where(mask_value, out, -float("inf"))
-            else:
-                out = out + mask_value
-        return out
-
-    return score_mod
-
-
 @functools.cache
 def _lse_request() -> dict:
     """FlexAttention keyword asking for the log-sum-exp: ``return_aux`` where it exists (``return_lse`` is deprecated)."""
@@ -291,12 +226,10 @@ def quantum_flex_attention_forward(
     score_mask = attention_mask if isinstance(attention_mask, torch.Tensor) else None
     kept = FlexScoreMask()
     if block_mask is None and _resolve_is_causal(module, q_len, attention_mask, is_causal):
-        block_mask = create_block_mask(
-            lambda b, h, q_idx, kv_idx: kv_idx <= q_idx, None, None, q_len, kv_len, device=query.device
-        )
+        block_mask = create_block_mask(causal_mask_mod, None, None, q_len, kv_len, device=query.device)
         kept = FlexScoreMask(causal=True)
     elif block_mask is not None:
-        kept = getattr(block_mask, _KEPT_SCORES_MARK, None) or FlexScoreMask(mask_mod=block_mask.mask_mod)
+        kept = kept_scores(block_mask) or FlexScoreMask(mask_mod=block_mask.mask_mod)
     if score_mask is not None:
         score_mask = score_mask[..., :kv_len]
         kept = FlexScoreMask(score_mask=score_mask)
@@ -407,12 +340,24 @@ def quantum_flex_attention_mask(
     return block_mask
 
 
-def register_quantum_attention() -> None:
-    """Register ``"quantum"`` and ``"quantum_flex"`` (attention and mask functions) and the loading hooks.
+_REGISTRATIONS = (
+    (AttentionInterface, QUANTUM_ATTENTION, quantum_attention_forward),
+    (AttentionMaskInterface, QUANTUM_ATTENTION, quantum_attention_mask),
+    (AttentionInterface, QUANTUM_FLEX_ATTENTION, quantum_flex_attention_forward),
+    (AttentionMaskInterface, QUANTUM_FLEX_ATTENTION, quantum_flex_attention_mask),
+)
+# What each name held before register_quantum_attention took it (transformers ships none of them), so that
+# unregister_quantum_attention puts back exactly that.
+_replaced: dict[tuple[type, str], Callable] = {}
 
-    Idempotent; called by ``import hf_superpositional``. Afterwards ``model.set_attn_implementation("quantum")``
-    and ``from_pretrained(..., attn_implementation="quantum")`` are valid, and a checkpoint saved by a patched
-    model restores its circuits on ``from_pretrained`` (see :mod:`hf_superpositional.patch`).
+
+def register_quantum_attention() -> None:
+    """Register ``"quantum"`` and ``"quantum_flex"`` (attention and mask functions) in transformers.
+
+    Idempotent; called by ``import hf_superpositional`` and undone by :func:`unregister_quantum_attention`.
+    Afterwards ``model.set_attn_implementation("quantum")`` and ``from_pretrained(...,
+    attn_implementation="quantum")`` are valid. Restoring circuits on ``from_pretrained`` is the loading
+    hooks' job (:func:`~hf_superpositional.patch.install_loading_hooks`).
 
     Example:
         >>> from transformers import AttentionInterface
@@ -420,11 +365,31 @@ def register_quantum_attention() -> None:
         >>> "quantum" in AttentionInterface() and "quantum_flex" in AttentionInterface()
         True
     """
-    AttentionInterface.register(QUANTUM_ATTENTION, quantum_attention_forward)
-    AttentionMaskInterface.register(QUANTUM_ATTENTION, quantum_attention_mask)
-    AttentionInterface.register(QUANTUM_FLEX_ATTENTION, quantum_flex_attention_forward)
-    AttentionMaskInterface.register(QUANTUM_FLEX_ATTENTION, quantum_flex_attention_mask)
+    for interface, name, function in _REGISTRATIONS:
+        current = interface._global_mapping.get(name)
+        if current is not function and current is not None:
+            _replaced.setdefault((interface, name), current)
+        interface.register(name, function)
 
-    from .patch import install_loading_hooks  # patch imports this module: import here to avoid a cycle
 
-    install_loading_hooks()
+def unregister_quantum_attention() -> None:
+    """Undo :func:`register_quantum_attention`: transformers' attention and mask registries as they were.
+
+    Only entries that still hold this package's functions are touched. Models already switched to
+    ``"quantum"`` fail on their next forward (transformers no longer knows the name).
+
+    Example:
+        >>> from transformers import AttentionInterface
+        >>> unregister_quantum_attention()
+        >>> "quantum" in AttentionInterface()
+        False
+        >>> register_quantum_attention()
+    """
+    for interface, name, function in _REGISTRATIONS:
+        # GeneralInterface.register writes the class-wide mapping; transformers has no public removal.
+        if interface._global_mapping.get(name) is function:
+            previous = _replaced.pop((interface, name), None)
+            if previous is None:
+                del interface._global_mapping[name]
+            else:
+                interface._global_mapping[name] = previous

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .functional.fourier import READOUTS
+from .quantum.simulation import READOUTS
 
 __all__ = [
     "ATTN_IMPLEMENTATIONS",

@@ -21,15 +21,11 @@ import math
 import torch
 from torch import nn
 
-from .attention import apply_attention_mask
 from .config import QuantumAttentionConfig
-from .functional.fourier import (
-    add_circuit_term,
-    circuit_attention_probs,
-    circuit_softmax,
-    fourier_coefficients,
-    readout_frequency,
-)
+from .quantum.fourier import fourier_coefficients
+from .quantum.masks import apply_attention_mask
+from .quantum.ops import add_circuit_term, circuit_attention_probs, circuit_softmax
+from .quantum.series import readout_frequency
 
 __all__ = ["QuantumCircuitParameters", "circuit_init_seed"]
 
@@ -138,7 +134,7 @@ class QuantumCircuitParameters(nn.Module):
         dtype = dtype or self._compute_dtype()
         ry, rz = self.ry.to(dtype), self.rz.to(dtype)
         if self.quantum_config.circuit_backend == "aer":
-            from .circuits import aer_fourier_coefficients
+            from .quantum.qiskit import aer_fourier_coefficients
 
             return aer_fourier_coefficients(ry, rz, self.quantum_config.readout)
         return fourier_coefficients(ry, rz, readout=self.quantum_config.readout)

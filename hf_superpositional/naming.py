@@ -1,4 +1,4 @@
-"""Names shared by the attention patch, the Trainer and PEFT helpers.
+"""Names shared across the tiers: the circuit-module prefix, the config key, the Qiskit simulators.
 
 Every trainable circuit parameter lives in a small ``nn.Module`` attached to an attention module under
 the attribute :data:`QUANTUM_MODULE_NAME`, so its full name looks like
@@ -11,6 +11,12 @@ QUANTUM_MODULE_NAME = "quantum_circuit"
 
 QUANTUM_CONFIG_KEY = "quantum_attention"
 """Key under which a patched model's ``config.json`` stores its ``QuantumAttentionConfig``."""
+
+QISKIT_SIMULATORS = ("qiskit", "aer")
+"""Which Qiskit simulator runs a circuit: ``"qiskit"``, Qiskit's own reference statevector
+(``qiskit.quantum_info.Statevector`` / ``StatevectorEstimator``), or ``"aer"``, Qiskit Aer (statevector
+method, exact). The optimizer's ``perturbation_backend`` and :func:`~hf_superpositional.quantum.qiskit.qiskit_readout`
+use these words."""
 
 
 def is_quantum_parameter_name(name: str) -> bool:

@@ -66,6 +66,7 @@ from typing import Any
 
 from torch import nn
 
+from ._utils import TESTED_TRANSFORMERS_VERSION
 from .config import ATTN_IMPLEMENTATIONS, QuantumAttentionConfig
 from .modeling import QuantumCircuitParameters
 from .naming import QUANTUM_CONFIG_KEY, QUANTUM_MODULE_NAME
@@ -75,6 +76,7 @@ __all__ = [
     "apply_quantum_attention",
     "get_quantum_attention_config",
     "install_loading_hooks",
+    "uninstall_loading_hooks",
     "is_quantum_attention_applied",
     "quantum_circuit_modules",
     "quantum_lora_config",
@@ -329,7 +331,8 @@ def install_loading_hooks() -> None:
     """Make ``from_pretrained`` / ``from_config`` / ``__init__`` rebuild and initialise quantum circuits.
 
     Wraps ``PreTrainedModel.post_init`` and ``PreTrainedModel._initialize_weights`` (see the module docstring
-    for why these two and what they do). Idempotent; called by :func:`register_quantum_attention` at import.
+    for why these two and what they do). Idempotent; called by ``import hf_superpositional`` and undone by
+    :func:`uninstall_loading_hooks`.
 
     Raises:
         RuntimeError: if this transformers version lacks the two methods (the loading path changed).
@@ -345,7 +348,8 @@ def install_loading_hooks() -> None:
     ):
         raise RuntimeError(
             "hf_superpositional cannot hook quantum-attention loading into this transformers version "
-            "(PreTrainedModel.post_init / _initialize_weights(module) not found); tested with transformers 5.23."
+            "(PreTrainedModel.post_init / _initialize_weights(module) not found); tested with transformers "
+            f"{TESTED_TRANSFORMERS_VERSION}."
         )
     if not getattr(post_init, _HOOK_FLAG, False):
 
@@ -373,3 +377,25 @@ def install_loading_hooks() -> None:
 
         setattr(quantum_initialize_weights, _HOOK_FLAG, True)
         PreTrainedModel._initialize_weights = quantum_initialize_weights
+
+
+def uninstall_loading_hooks() -> None:
+    """Undo :func:`install_loading_hooks`: ``PreTrainedModel`` gets back the methods transformers shipped.
+
+    Models built afterwards from a quantum ``config.json`` no longer get their circuits (loading one then
+    fails loudly: transformers rejects ``attn_implementation="quantum"`` once the attention is unregistered,
+    or reports the circuit keys as unexpected).
+
+    Example:
+        >>> from transformers import PreTrainedModel
+        >>> uninstall_loading_hooks()
+        >>> hasattr(PreTrainedModel.post_init, "__wrapped__")
+        False
+        >>> install_loading_hooks()
+    """
+    from transformers import PreTrainedModel
+
+    for name in ("post_init", "_initialize_weights"):
+        current = PreTrainedModel.__dict__.get(name)
+        if getattr(current, _HOOK_FLAG, False):
+            setattr(PreTrainedModel, name, current.__wrapped__)

@@ -18,7 +18,6 @@ from transformers.masking_utils import AttentionMaskInterface
 from hf_superpositional.attention import (
     QUANTUM_ATTENTION,
     QUANTUM_FLEX_ATTENTION,
-    apply_attention_mask,
     quantum_attention_forward,
     quantum_flex_attention_forward,
     register_quantum_attention,
@@ -26,6 +25,7 @@ from hf_superpositional.attention import (
 from hf_superpositional.config import QuantumAttentionConfig
 from hf_superpositional.modeling import QuantumCircuitParameters
 from hf_superpositional.patch import apply_quantum_attention
+from hf_superpositional.quantum.masks import apply_attention_mask
 from tests.tiny_models import tiny_causal_lm, tiny_input_ids, tiny_llama
 
 MODEL_TYPES = ("llama", "qwen2", "mistral")
@@ -453,9 +453,9 @@ def test_circuit_term_magnitude_sanity():
 
 
 def test_aer_backend_matches_torch_backend():
-    circuits = pytest.importorskip("hf_superpositional.circuits")
+    circuits = pytest.importorskip("hf_superpositional.quantum.qiskit")
     if not hasattr(circuits, "aer_fourier_coefficients"):
-        pytest.skip("hf_superpositional.circuits has no aer_fourier_coefficients yet")
+        pytest.skip("hf_superpositional.quantum.qiskit has no aer_fourier_coefficients yet")
     pytest.importorskip("qiskit_aer")
     cfg = QuantumAttentionConfig(n_qubits=2, depth=1, gate_init=0.5, per_head=True)
     torch_circuit = QuantumCircuitParameters(cfg, num_heads=2)

@@ -13,20 +13,20 @@ import torch
 qiskit = pytest.importorskip("qiskit")
 from qiskit.quantum_info import Statevector  # noqa: E402
 
-from hf_superpositional.circuits import (  # noqa: E402
+from hf_superpositional.quantum.qiskit import (  # noqa: E402
     aer_fourier_coefficients,
     build_circuit,
     parameter_shift,
     qiskit_readout,
     readout_observable,
 )
-from hf_superpositional.functional.circuit import (  # noqa: E402
+from hf_superpositional.quantum.simulation import (  # noqa: E402
     circuit_readout,
     circuit_readout_by_layers,
     circuit_statevector,
     readout_from_statevector,
 )
-from hf_superpositional.functional.fourier import fourier_coefficients  # noqa: E402
+from hf_superpositional.quantum.fourier import fourier_coefficients  # noqa: E402
 
 
 def _angles(shape, seed, dtype=torch.float64):
@@ -176,8 +176,8 @@ def test_qiskit_readout_aer_matches_statevector():
     ry, rz = _angles((2, 2), 11), _angles((2, 2), 12)
     xs = np.linspace(-6, 6, 7)
     for readout in ("expval_z", "amplitude"):
-        statevector = qiskit_readout(xs, ry, rz, readout, backend="statevector")
-        aer = qiskit_readout(xs, ry, rz, readout, backend="aer")
+        statevector = qiskit_readout(xs, ry, rz, readout, simulator="qiskit")
+        aer = qiskit_readout(xs, ry, rz, readout, simulator="aer")
         np.testing.assert_allclose(aer, statevector, rtol=0, atol=1e-10)
 
 
@@ -235,8 +235,8 @@ def test_bad_inputs_raise_value_errors_naming_the_argument():
         build_circuit(2, 0)
     with pytest.raises(ValueError, match="ry"):
         build_circuit(2, 2, ry=np.zeros(3))
-    with pytest.raises(ValueError, match="backend"):
-        qiskit_readout([0.0], ry, rz, backend="ibm")
+    with pytest.raises(ValueError, match="simulator"):
+        qiskit_readout([0.0], ry, rz, simulator="ibm")
     with pytest.raises(ValueError, match="readout"):
         aer_fourier_coefficients(ry, rz, "amp")
     with pytest.raises(ValueError, match="ry and rz"):

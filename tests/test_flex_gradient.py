@@ -1,4 +1,4 @@
-"""Circuit gradients of ``"quantum_flex"`` (``functional/flex_gradient.py`` and its Triton kernel).
+"""Circuit gradients of ``"quantum_flex"`` (``quantum/kernels/flex_gradient.py`` and its Triton kernel).
 
 References are independent of the code under test: autograd through a dense float64 attention written here
 (scores, circuit term as an explicit Fourier sum, mask, softmax), and the dense ``"quantum"`` attention.
@@ -21,7 +21,7 @@ import torch
 
 from hf_superpositional.attention import quantum_attention_forward, quantum_flex_attention_forward
 from hf_superpositional.config import QuantumAttentionConfig
-from hf_superpositional.functional.flex_gradient import (
+from hf_superpositional.quantum.kernels.flex_gradient import (
     FlexScoreMask,
     circuit_gradient_sums,
     flex_circuit_gradient,
@@ -246,17 +246,17 @@ def test_flex_model_training_gradients_equal_dense_model(flex_reference_on_cpu, 
 
 @pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
 def test_mask_builder_marks_only_plain_causal_masks(flex_reference_on_cpu):
-    from hf_superpositional.attention import _KEPT_SCORES_MARK, quantum_flex_attention_mask
+    from hf_superpositional.attention import kept_scores, quantum_flex_attention_mask
 
     plain = quantum_flex_attention_mask(2, 8, 8, attention_mask=torch.ones(2, 8, dtype=torch.bool))
     padded_mask = torch.ones(2, 8, dtype=torch.bool)
     padded_mask[1, :2] = False
     padded = quantum_flex_attention_mask(2, 8, 8, attention_mask=padded_mask)
     offset = quantum_flex_attention_mask(2, 1, 8, q_offset=7)
-    assert getattr(plain, _KEPT_SCORES_MARK) == FlexScoreMask(causal=True)
-    kept = getattr(padded, _KEPT_SCORES_MARK)
+    assert kept_scores(plain) == FlexScoreMask(causal=True)
+    kept = kept_scores(padded)
     assert kept.causal and kept.mask_mod is None and torch.equal(kept.key_padding, padded_mask)
-    assert getattr(offset, _KEPT_SCORES_MARK, None) is None  # decoding offsets: the mask_mod is evaluated
+    assert kept_scores(offset) is None  # decoding offsets: the mask_mod is evaluated
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -265,7 +265,7 @@ def test_mask_builder_marks_only_plain_causal_masks(flex_reference_on_cpu):
 TRITON_CHECK = textwrap.dedent(
     """
     import torch
-    from hf_superpositional.functional.flex_gradient import FlexScoreMask, circuit_gradient_sums
+    from hf_superpositional.quantum.kernels.flex_gradient import FlexScoreMask, circuit_gradient_sums
     from tests.test_flex_gradient import _inputs, dense_reference
 
     worst = 0.0

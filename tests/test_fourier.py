@@ -1,4 +1,4 @@
-"""Fourier compilation and the fast circuit term (functional/fourier.py, functional/_circuit_kernel.cpp).
+"""Fourier compilation and the fast circuit term (quantum/fourier.py, quantum/ops.py, quantum/kernels/).
 
 References: Qiskit's ``Statevector`` (values), the parameter-shift rule evaluated with Qiskit (angle
 gradients), ``torch.autograd.gradcheck`` (every other gradient), a closed form for one qubit, and plain
@@ -16,17 +16,12 @@ import torch
 qiskit = pytest.importorskip("qiskit")
 from qiskit.quantum_info import SparsePauliOp, Statevector  # noqa: E402
 
-from hf_superpositional.circuits import build_circuit, qiskit_readout  # noqa: E402
-from hf_superpositional.functional import cpu_kernel, fourier  # noqa: E402
-from hf_superpositional.functional.fourier import (  # noqa: E402
-    add_circuit_term,
-    circuit_attention_probs,
-    circuit_softmax,
-    evaluate_fourier,
-    fourier_coefficients,
-    fourier_series,
-    readout_frequency,
-)
+from hf_superpositional.quantum import kernels  # noqa: E402
+from hf_superpositional.quantum.fourier import fourier_coefficients  # noqa: E402
+from hf_superpositional.quantum.kernels import cpp, eager  # noqa: E402
+from hf_superpositional.quantum.ops import add_circuit_term, circuit_attention_probs, circuit_softmax  # noqa: E402
+from hf_superpositional.quantum.qiskit import build_circuit, qiskit_readout  # noqa: E402
+from hf_superpositional.quantum.series import evaluate_fourier, fourier_series, readout_frequency  # noqa: E402
 
 READOUTS = ["expval_z", "amplitude"]
 # "compiled" compiles for tens of seconds per dtype and degree: only with the slow tests.
@@ -38,7 +33,7 @@ FAST_KERNELS = ["eager", "cpp"]
 def kernel(request):
     """The kernel named by the test's parameter, skipping "cpp" where the extension cannot be built."""
     name = request.param
-    if name == "cpp" and cpu_kernel.load_cpu_kernel() is None:
+    if name == "cpp" and cpp.load_cpu_extension() is None:
         pytest.skip("the C++ circuit kernel could not be built on this machine (see its RuntimeWarning)")
     return name
 
@@ -63,7 +58,7 @@ def small_chunks(monkeypatch):
     """Force many chunks so that tile boundaries are exercised on small tensors."""
 
     def set_scores_per_chunk(scores, degree):
-        monkeypatch.setattr(fourier, "_BASIS_ELEMENTS_PER_CHUNK", scores * (2 * degree + 2))
+        monkeypatch.setattr(eager, "BASIS_ELEMENTS_PER_CHUNK", scores * (2 * degree + 2))
 
     return set_scores_per_chunk
 
@@ -329,7 +324,7 @@ def test_attention_probs_from_query_and_key_equal_circuit_softmax_and_keep_no_lo
 def test_attention_probs_with_a_padding_mask_equal_the_separate_ops(kernel, dtype):
     """A boolean mask (padded keys, a query with no key left) inside the recomputing node gives what
     add_circuit_term -> apply_attention_mask -> softmax give, values and gradients, and saves no logits."""
-    from hf_superpositional.attention import apply_attention_mask
+    from hf_superpositional.quantum.masks import apply_attention_mask
 
     generator = torch.Generator().manual_seed(83)
     query = torch.randn(2, 3, 8, 4, generator=generator).to(dtype).requires_grad_()
@@ -423,7 +418,7 @@ def test_bad_inputs_raise_value_errors_naming_the_argument():
     with pytest.raises(ValueError, match="ry and rz"):
         fourier_coefficients(torch.zeros(2, 2), torch.zeros(1, 2))
     with pytest.raises(ValueError, match="kernel"):
-        fourier.set_circuit_kernel("fast")
+        kernels.set_circuit_kernel("fast")
 
 
 # ---------------------------------------------------------------- kernels, masking, scaling, fused softmax
@@ -585,11 +580,11 @@ def test_cpp_sampler_matches_the_torch_simulation(kernel, readout, shape):
 
 
 def test_failed_build_warns_once_and_falls_back_to_eager(monkeypatch):
-    def broken_build(source, flags):
+    def broken_build(sources, flags):
         raise RuntimeError("Error building extension\nkernel.cpp:1:1: error: simulated compiler failure")
 
-    monkeypatch.setattr(cpu_kernel, "_state", {})
-    monkeypatch.setattr(cpu_kernel, "_build", broken_build)
+    monkeypatch.setattr(cpp, "_EXTENSION", cpp._Extension())
+    monkeypatch.setattr(cpp, "_build", broken_build)
     logits, coefficients, gate, _ = _random_case(23, torch.float32, per_head=True, shape=(1, 3, 4, 4))
     with pytest.warns(RuntimeWarning, match="simulated compiler failure") as record:
         out = add_circuit_term(logits, coefficients, gate, omega=1.0, kernel="cpp")
@@ -602,12 +597,15 @@ def test_failed_build_warns_once_and_falls_back_to_eager(monkeypatch):
 
 
 def test_kernel_names_and_devices():
-    assert fourier.KERNELS == ("auto", "cpp", "compiled", "eager")
-    previous = fourier.set_circuit_kernel("eager")
+    assert kernels.KERNEL_CHOICES == ("auto", "cpp", "compiled", "eager")
+    previous = kernels.set_circuit_kernel("eager")
     try:
-        assert fourier.set_circuit_kernel("auto") == "eager"
+        assert kernels.set_circuit_kernel("auto") == "eager"
+        with kernels.circuit_kernel("eager"):
+            assert kernels.get_circuit_kernel() == "eager"
+        assert kernels.get_circuit_kernel() == "auto"
     finally:
-        fourier.set_circuit_kernel(previous)
+        kernels.set_circuit_kernel(previous)
     with pytest.raises(ValueError, match="CPU"):
         add_circuit_term(
             torch.zeros(1, 1, 2, 2, device="meta"), torch.zeros(2, 3), torch.ones(1), omega=1.0, kernel="cpp"

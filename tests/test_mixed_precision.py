@@ -10,7 +10,7 @@ What each test proves:
   would hand it the inf check).
 - ``test_circuit_term_is_float32_in_half_precision_attention[...]``: fp16 / bf16 attention with logits of
   +-1e4 gives finite outputs equal to a float64 reference built from the exact circuit statevector
-  (``functional.circuit``, not the Fourier path); at that size one half-precision ulp of the argument moves
+  (``quantum.simulation``, not the Fourier path); at that size one half-precision ulp of the argument moves
   ``Phi`` by O(1), so a circuit term evaluated in half precision could not pass. Fully masked (padding)
   query rows stay finite.
 - ``test_bf16_autocast_training_step_on_cpu``: a tiny quantum Llama trains a step under CPU bf16 autocast:
@@ -36,7 +36,7 @@ from torch import nn
 
 from hf_superpositional.attention import quantum_attention_forward
 from hf_superpositional.config import QuantumAttentionConfig
-from hf_superpositional.functional.circuit import circuit_readout
+from hf_superpositional.quantum.simulation import circuit_readout
 from hf_superpositional.modeling import QuantumCircuitParameters
 from hf_superpositional.optim import SuperpositionalAdamW
 from hf_superpositional.patch import apply_quantum_attention

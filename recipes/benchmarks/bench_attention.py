@@ -105,7 +105,7 @@ def bench(
         register_quantum_attention,
     )
     from hf_superpositional.config import QuantumAttentionConfig
-    from hf_superpositional.functional.fourier import set_circuit_kernel
+    from hf_superpositional.quantum.kernels import set_circuit_kernel
     from hf_superpositional.modeling import QuantumCircuitParameters
 
     register_quantum_attention()

@@ -38,15 +38,12 @@ import time
 import numpy as np
 import torch
 
-from hf_superpositional.circuits import qiskit_readout
-from hf_superpositional.functional.circuit import circuit_readout
-from hf_superpositional.functional.cpu_kernel import load_cpu_kernel
-from hf_superpositional.functional.fourier import (
-    _sampling_tensors,
-    add_circuit_term,
-    fourier_coefficients,
-    readout_frequency,
-)
+from hf_superpositional.quantum.fourier import fourier_coefficients, sampling_tensors
+from hf_superpositional.quantum.kernels.cpp import load_cpu_extension
+from hf_superpositional.quantum.ops import add_circuit_term
+from hf_superpositional.quantum.qiskit import qiskit_readout
+from hf_superpositional.quantum.series import readout_frequency
+from hf_superpositional.quantum.simulation import circuit_readout
 
 CLOCKS = {"wall": time.perf_counter, "process": time.process_time}
 
@@ -123,8 +120,8 @@ def main() -> None:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     kernels = list(dict.fromkeys(args.kernels))
-    if "cpp" in kernels and load_cpu_kernel() is None:
-        kernels.remove("cpp")  # load_cpu_kernel warned why
+    if "cpp" in kernels and load_cpu_extension() is None:
+        kernels.remove("cpp")  # load_cpu_extension warned why
     if not kernels:
         raise SystemExit("no kernel left to time")
 
@@ -179,14 +176,14 @@ def main() -> None:
     xs = sample.double().numpy()
     ry0, rz0 = ry[0].double(), rz[0].double()
     statevector = best_time(
-        lambda: qiskit_readout(xs, ry0, rz0, args.readout, backend="statevector"),
+        lambda: qiskit_readout(xs, ry0, rz0, args.readout, simulator="qiskit"),
         max(1, args.repeats // 2),
         clock,
     )
     rows.append(("qiskit Statevector (one bound circuit per score)", statevector / len(xs)))
     aer_xs = logits.detach()[0, 0].flatten()[: args.aer_scores].double().numpy()
     aer = best_time(
-        lambda: qiskit_readout(aer_xs, ry0, rz0, args.readout, backend="aer"),
+        lambda: qiskit_readout(aer_xs, ry0, rz0, args.readout, simulator="aer"),
         max(1, args.repeats // 2),
         clock,
     )
@@ -194,7 +191,7 @@ def main() -> None:
 
     # The coefficients: per call, forward + backward to the angles, per-head angles [H, depth, n].
     angles = (ry.clone().requires_grad_(), rz.clone().requires_grad_())
-    points, transform = _sampling_tensors(args.n_qubits * args.depth, omega, torch.float32, ry.device)
+    points, transform = sampling_tensors(args.n_qubits * args.depth, omega, torch.float32, ry.device)
 
     def gate_by_gate(ry_, rz_, readout):  # what fourier_coefficients ran off the C++ path before
         return circuit_readout(points.float(), ry_, rz_, readout) @ transform

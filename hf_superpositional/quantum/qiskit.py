@@ -1,7 +1,7 @@
 """The attention circuit in Qiskit, and Qiskit / Qiskit Aer evaluation of its readout (SPEC sections 2-3).
 
 This is the "run the actual circuit" side of the project: :func:`build_circuit` is the circuit that the
-torch simulation in :mod:`hf_superpositional.functional.circuit` must reproduce, :func:`qiskit_readout`
+torch simulation in :mod:`hf_superpositional.quantum.simulation` must reproduce, :func:`qiskit_readout`
 evaluates ``Phi`` with Qiskit's ``Statevector`` or with Qiskit Aer, and :func:`aer_fourier_coefficients`
 computes the Fourier coefficients used by the attention layer from Aer runs, with gradients by the
 parameter-shift rule (``circuit_backend="aer"``).
@@ -16,8 +16,10 @@ import math
 import numpy as np
 import torch
 
-from .functional.circuit import check_angles, check_readout
-from .functional.fourier import readout_frequency
+from .._utils import require
+from ..naming import QISKIT_SIMULATORS
+from .series import fourier_sampling, readout_frequency
+from .simulation import check_angles, check_readout
 
 __all__ = [
     "build_circuit",
@@ -27,26 +29,14 @@ __all__ = [
     "parameter_shift",
 ]
 
-BACKENDS = ("statevector", "aer")
-
 
 def _import_qiskit():
-    try:
-        import qiskit
-    except ImportError as error:  # pragma: no cover - exercised only without qiskit installed
-        raise ImportError(
-            "This function needs Qiskit: pip install 'qiskit>=2.0' (and 'qiskit-aer>=0.17' for the Aer backend)"
-        ) from error
-    return qiskit
+    return require("qiskit", "Running the attention circuit in Qiskit", "'qiskit>=2.0'")
 
 
 def _import_aer():
     _import_qiskit()
-    try:
-        from qiskit_aer import AerSimulator
-    except ImportError as error:  # pragma: no cover - exercised only without qiskit-aer installed
-        raise ImportError("The Aer backend needs Qiskit Aer: pip install 'qiskit-aer>=0.17'") from error
-    return AerSimulator
+    return require("qiskit_aer", "The Aer simulator", "'qiskit-aer>=0.17'").AerSimulator
 
 
 def _angle_list(name: str, values, depth: int, n_qubits: int) -> list[float]:
@@ -169,7 +159,7 @@ def _aer_run(n_qubits, depth, readout, x_values, ry_rows, rz_rows, device="CPU")
     )
 
 
-def qiskit_readout(x_values, ry, rz, readout: str = "expval_z", backend: str = "statevector") -> np.ndarray:
+def qiskit_readout(x_values, ry, rz, readout: str = "expval_z", simulator: str = "qiskit") -> np.ndarray:
     """``Phi(x)`` of the circuit evaluated by Qiskit, one value per entry of ``x_values``.
 
     Args:
@@ -177,7 +167,7 @@ def qiskit_readout(x_values, ry, rz, readout: str = "expval_z", backend: str = "
         ry, rz: angles ``[depth, n_qubits]`` (tensors or arrays).
         readout: ``"expval_z"`` (``Statevector.expectation_value`` of :func:`readout_observable`) or
             ``"amplitude"`` (real parts of the statevector's first ``n`` amplitudes, summed).
-        backend: ``"statevector"`` (``qiskit.quantum_info.Statevector``, one bound circuit per value) or
+        simulator: ``"qiskit"`` (``qiskit.quantum_info.Statevector``, one bound circuit per value) or
             ``"aer"`` (``AerSimulator(method="statevector")``, all values bound in one run).
 
     Returns:
@@ -189,8 +179,8 @@ def qiskit_readout(x_values, ry, rz, readout: str = "expval_z", backend: str = "
         (2,)
     """
     check_readout(readout)
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if simulator not in QISKIT_SIMULATORS:
+        raise ValueError(f"simulator must be one of {QISKIT_SIMULATORS}, got {simulator!r}")
     ry_array = np.asarray(ry.detach().cpu() if isinstance(ry, torch.Tensor) else ry, dtype=np.float64)
     rz_array = np.asarray(rz.detach().cpu() if isinstance(rz, torch.Tensor) else rz, dtype=np.float64)
     check_angles(torch.from_numpy(ry_array), torch.from_numpy(rz_array))
@@ -200,7 +190,7 @@ def qiskit_readout(x_values, ry, rz, readout: str = "expval_z", backend: str = "
     xs = np.asarray(
         x_values.detach().cpu() if isinstance(x_values, torch.Tensor) else x_values, dtype=np.float64
     ).reshape(-1)
-    if backend == "aer":
+    if simulator == "aer":
         rows = len(xs)
         flat_ry, flat_rz = (
             np.tile(ry_array.reshape(1, -1), (rows, 1)),
@@ -222,15 +212,6 @@ def qiskit_readout(x_values, ry, rz, readout: str = "expval_z", backend: str = "
         else:
             values.append(_phi_from_amplitudes(state.data, n_qubits))
     return np.array(values)
-
-
-def _dft_matrix(degree: int) -> np.ndarray:
-    """``M`` [2, K+1, 2K+1] with ``coefficients = M @ samples`` for samples at ``t_m = 2 pi m / (2K+1)``."""
-    n_samples = 2 * degree + 1
-    t = 2.0 * math.pi * np.arange(n_samples) / n_samples
-    j = np.arange(degree + 1)[:, None]
-    weight = np.where(j == 0, 1.0, 2.0) / n_samples
-    return np.stack((weight * np.cos(j * t), weight * np.sin(j * t)))
 
 
 def parameter_shift(readout: str) -> tuple[float, float]:
@@ -263,7 +244,8 @@ class _AerCoefficients(torch.autograd.Function):
         ry_rows = ry.detach().reshape(-1, degree).cpu().double().numpy()
         rz_rows = rz.detach().reshape(-1, degree).cpu().double().numpy()
         n_sets = ry_rows.shape[0]
-        xs = 2.0 * math.pi * np.arange(n_samples) / n_samples / omega
+        points, transform = fourier_sampling(degree)
+        xs = points / omega
         # One Aer run for every angle set (head) and sample point.
         samples = _aer_run(
             n_qubits,
@@ -274,10 +256,9 @@ class _AerCoefficients(torch.autograd.Function):
             np.repeat(rz_rows, n_samples, axis=0),
             device,
         ).reshape(n_sets, n_samples)
-        dft = _dft_matrix(degree)
         ctx.save_for_backward(ry, rz)
         ctx.readout, ctx.device = readout, device
-        coefficients = np.einsum("rjm,sm->srj", dft, samples)
+        coefficients = samples @ transform  # [S, 2K+2]: the real DFT of the samples
         return torch.from_numpy(coefficients).to(ry.dtype).to(ry.device).reshape(*batch, 2, degree + 1)
 
     @staticmethod
@@ -293,7 +274,8 @@ class _AerCoefficients(torch.autograd.Function):
         rz_rows = rz.detach().reshape(-1, degree).cpu().double().numpy()
         n_sets = ry_rows.shape[0]
         shift, factor = parameter_shift(readout)
-        xs = 2.0 * math.pi * np.arange(n_samples) / n_samples / omega
+        points, transform = fourier_sampling(degree)
+        xs = points / omega
 
         # Rows: for each angle set s, each of the 2K angles p, each sign, each sample point m.
         n_angles = 2 * degree
@@ -307,9 +289,9 @@ class _AerCoefficients(torch.autograd.Function):
         phi = _aer_run(n_qubits, depth, readout, x_rows, angles[:, :degree], angles[:, degree:], device)
         phi = phi.reshape(n_sets, n_angles, 2, n_samples)
         d_samples = factor * (phi[:, :, 0] - phi[:, :, 1])  # dPhi(x_m)/d angle_p: [S, 2K, 2K+1]
-        # coefficients = M @ samples, so dL/dangle_p = sum_m (M^T g)_m dPhi(x_m)/dangle_p.
-        g = grad_coefficients.detach().reshape(n_sets, 2, degree + 1).cpu().double().numpy()
-        sample_weights = np.einsum("rjm,srj->sm", _dft_matrix(degree), g)
+        # coefficients = samples @ transform, so dL/dangle_p = sum_m (transform g)_m dPhi(x_m)/dangle_p.
+        g = grad_coefficients.detach().reshape(n_sets, 2 * (degree + 1)).cpu().double().numpy()
+        sample_weights = g @ transform.T  # [S, 2K+1]
         grad_angles = np.einsum("sm,spm->sp", sample_weights, d_samples)
         grad = torch.from_numpy(grad_angles).to(ry.dtype).to(ry.device)
         grad_ry = grad[:, :degree].reshape(ry.shape)
@@ -322,7 +304,7 @@ def aer_fourier_coefficients(
 ) -> torch.Tensor:
     """Fourier coefficients of ``Phi`` computed by running the circuit on Qiskit Aer.
 
-    The same contract as :func:`hf_superpositional.functional.fourier.fourier_coefficients`, but ``Phi`` is
+    The same contract as :func:`hf_superpositional.quantum.fourier.fourier_coefficients`, but ``Phi`` is
     sampled at the ``2K+1`` points by ``AerSimulator(method="statevector")`` (all angle sets and points in one
     batched run) and the gradients come from the parameter-shift rule (:func:`parameter_shift`), evaluated
     with Aer too: exact for both readouts, ``2 * (2K) * (2K+1)`` extra circuit runs per angle set.

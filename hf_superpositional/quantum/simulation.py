@@ -7,7 +7,7 @@ The circuit on ``n`` qubits with ``depth`` layers, for one input value ``x``::
                        then CNOT(i -> i+1) for i = 0 .. n-2
 
 Conventions are Qiskit's, so that :func:`circuit_statevector` equals
-``qiskit.quantum_info.Statevector`` of :func:`hf_superpositional.circuits.build_circuit` amplitude for
+``qiskit.quantum_info.Statevector`` of :func:`hf_superpositional.quantum.qiskit.build_circuit` amplitude for
 amplitude, global phase included:
 
 * little-endian qubit order: basis index ``sum_k bit_k * 2**k``, qubit 0 is the least significant bit;

@@ -33,6 +33,9 @@ from collections.abc import Callable
 
 import torch
 
+from ..masks import causal_mask
+from ..series import fourier_basis, fourier_series
+
 __all__ = [
     "FlexScoreMask",
     "circuit_gradient_sums",
@@ -92,16 +95,6 @@ def _mask_mod_block(
     return fn(b, h, q_idx, kv_idx).to(torch.bool)
 
 
-def _circuit_terms(x: torch.Tensor, num_terms: int):
-    """Yield ``(j, cos(j x), sin(j x))`` for ``j = 1..num_terms-1`` by the angle-addition recurrence."""
-    c1, s1 = torch.cos(x), torch.sin(x)
-    cj, sj = c1, s1
-    for j in range(1, num_terms):
-        yield j, cj, sj
-        if j + 1 < num_terms:
-            cj, sj = cj * c1 - sj * s1, sj * c1 + cj * s1
-
-
 def _circuit_gradient_sums_torch(
     query, key, value, out, grad_out, lse, cos_coefficients, sin_coefficients, gate, omega, scaling, mask
 ):
@@ -128,13 +121,11 @@ def _circuit_gradient_sums_torch(
         q_idx, kv_idx = torch.arange(start, stop, device=query.device), kv_idx_all[:kv_stop]
         scores = torch.matmul(query[:, :, start:stop], key[:, :, :kv_stop].transpose(-1, -2)) * scaling
         x = scores * omega
-        phi = a[..., 0].expand_as(scores).clone()
-        for j, cj, sj in _circuit_terms(x, num_terms):
-            phi += a[..., j] * cj + b[..., j] * sj
+        phi = fourier_series(x, a.unbind(-1), b.unbind(-1))
         modified = scores + g * phi
         keep = torch.ones(1, 1, 1, 1, dtype=torch.bool, device=query.device)
         if mask.causal:
-            keep = keep & (kv_idx[None, :] <= q_idx[:, None])
+            keep = keep & causal_mask(stop - start, kv_stop, q_start=start, device=query.device)
         if mask.key_padding is not None:
             keep = keep & mask.key_padding[:, None, None, :kv_stop].to(torch.bool)
         if mask.mask_mod is not None:
@@ -150,7 +141,7 @@ def _circuit_gradient_sums_torch(
         grad_scores = probs * (grad_probs - delta[:, :, start:stop, None])
         del probs, grad_probs, modified, phi
         cos_sums[:, 0] += grad_scores.sum((0, 2, 3))
-        for j, cj, sj in _circuit_terms(x, num_terms):
+        for j, cj, sj in fourier_basis(x, num_terms - 1):
             cos_sums[:, j] += (grad_scores * cj).sum((0, 2, 3))
             sin_sums[:, j] += (grad_scores * sj).sum((0, 2, 3))
     return cos_sums, sin_sums
@@ -273,7 +264,7 @@ def flex_circuit_gradient(
 
     ``out`` and ``lse`` must come from FlexAttention called with a ``score_mod`` built from the *detached*
     coefficients and gate (so its own backward gives ``dQ, dK, dV`` and nothing for the circuit); see
-    :func:`hf_superpositional.attention.quantum_flex_attention_forward`. ``query``/``key``/``value`` are
+    :func:`hf_superpositional.attention.interface.quantum_flex_attention_forward`. ``query``/``key``/``value`` are
     saved, not differentiated here (FlexAttention already keeps them for its backward: no extra memory).
 
     Example:

@@ -28,7 +28,7 @@ from .integration import (
 from .modeling import QuantumCircuitParameters
 from .naming import QUANTUM_CONFIG_KEY, QUANTUM_MODULE_NAME, is_quantum_parameter_name
 from .optim import SuperpositionalAdamW
-from .optim_args import VALID_OPTIM_ARG_KEYS, format_optim_args, parse_optim_args
+from .optim.args import VALID_OPTIM_ARG_KEYS, format_optim_args, parse_optim_args
 from .patch import (
     SUPPORTED_MODEL_TYPES,
     apply_quantum_attention,

@@ -29,9 +29,10 @@ class ArgumentsError(ValueError):
 def parse_key_value_pairs(text: str, what: str) -> dict[str, str]:
     """Split ``"key=value,key=value"`` into an ordered ``{key: raw value}`` dict; the one grammar of the package.
 
-    Spaces around keys, values and commas are ignored, and so are empty pieces (a trailing comma). Every
-    other piece must hold exactly one ``=`` and a non-empty key; a key may appear once. Values stay strings:
-    each caller types them (``optim_args`` by its key table, ``config_overrides`` as literals).
+    Spaces around keys, values and commas are ignored; an empty or blank string is no pairs. Every piece
+    must hold exactly one ``=`` and a non-empty key (so ``"a=1,"`` is malformed, as transformers' own
+    ``optim_args`` parser has it); a key may appear once. Values stay strings: each caller types them
+    (``optim_args`` by its key table, ``config_overrides`` as literals).
 
     Args:
         text: the string to parse.
@@ -41,13 +42,13 @@ def parse_key_value_pairs(text: str, what: str) -> dict[str, str]:
         ValueError: naming ``what`` and the bad piece.
 
     Example:
-        >>> parse_key_value_pairs("quantum_weight=0.5, n_qubits=4,", "optim_args")
+        >>> parse_key_value_pairs("quantum_weight=0.5, n_qubits=4", "optim_args")
         {'quantum_weight': '0.5', 'n_qubits': '4'}
     """
     out: dict[str, str] = {}
+    if not text.strip():
+        return out
     for piece in (p.strip() for p in text.split(",")):
-        if not piece:
-            continue
         key, sep, raw = piece.partition("=")
         key, raw = key.strip(), raw.strip()
         if not sep or not key or "=" in raw:

@@ -142,7 +142,7 @@ def training_details(trainer: Any) -> dict[str, Any]:
     Returns:
         ``{"optimizer": {...}, "training": {...}, "quantum_attention": {...} | None, "lora": {...} | None}``.
     """
-    from .optim_args import parse_optim_args
+    from .optim.args import parse_optim_args
     from .patch import get_quantum_attention_config
 
     args = trainer.args

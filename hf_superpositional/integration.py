@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from .optim_args import VALID_OPTIM_ARG_KEYS, parse_optim_args, validate_optim_kwargs
+from ._utils import TESTED_TRANSFORMERS_VERSION, parse_key_value_pairs
+from .optim.args import VALID_OPTIM_ARG_KEYS, parse_optim_args, validate_optim_kwargs
 
 __all__ = [
     "OPTIMIZER_NAMES",
@@ -46,8 +47,6 @@ QUANTUM_MOMENT_ADAMW = "quantum_moment_adamw"
 OPTIMIZER_NAMES: tuple[str, ...] = (SUPERPOSITIONAL_ADAMW, QUANTUM_MOMENT_ADAMW)
 """Every ``optim`` name this package registers."""
 
-TESTED_TRANSFORMERS_VERSION = "5.23"
-"""The transformers release whose private optimizer registry this module was written and tested against."""
 
 # Enum member names, following OptimizerNames' own UPPER_CASE convention.
 _MEMBER_NAMES = {SUPERPOSITIONAL_ADAMW: "SUPERPOSITIONAL_ADAMW", QUANTUM_MOMENT_ADAMW: "QUANTUM_MOMENT_ADAMW"}
@@ -254,11 +253,13 @@ def _with_clear_errors(
         try:
             return original(optim_args_str)
         except ValueError as exc:
-            pieces = str(optim_args_str).replace(" ", "").split(",")
-            bad = next((piece for piece in pieces if piece.count("=") != 1), str(optim_args_str))
+            try:  # the package's own grammar names the bad piece
+                parse_key_value_pairs(str(optim_args_str), "optim_args")
+                detail = f"optim_args {optim_args_str!r} is malformed ({exc})."
+            except ValueError as grammar_error:
+                detail = str(grammar_error)
             raise ValueError(
-                f"optim_args {optim_args_str!r} is malformed: bad piece {bad!r}; every comma-separated piece must "
-                f"be 'key=value'. For optim in {list(OPTIMIZER_NAMES)} the valid keys are: "
+                f"{detail} For optim in {list(OPTIMIZER_NAMES)} the valid keys are: "
                 f"{', '.join(VALID_OPTIM_ARG_KEYS)}."
             ) from exc
 

@@ -23,7 +23,7 @@ import torch
 from transformers import TrainingArguments
 
 from .integration import SUPERPOSITIONAL_ADAMW, is_superpositional_optim, register_superpositional_optimizers
-from .optim_args import format_optim_args
+from .optim.args import format_optim_args
 
 __all__ = [
     "GSM8K",

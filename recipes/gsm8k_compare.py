@@ -32,7 +32,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling recipe, however this file is run
 import gsm8k_finetune as finetune  # noqa: E402
 
-from hf_superpositional.optim_args import parse_optim_args  # noqa: E402
+from hf_superpositional.optim.args import parse_optim_args  # noqa: E402
 from hf_superpositional.recipe_args import (  # noqa: E402
     CompareArguments,
     RecipeArgumentError,

@@ -75,7 +75,7 @@ def _sparse_step(_tmp):
 
 
 def _optim_args(text):
-    from hf_superpositional.optim_args import parse_optim_args
+    from hf_superpositional.optim.args import parse_optim_args
 
     return lambda _tmp: parse_optim_args(text)
 

@@ -19,9 +19,9 @@ MODULES = sorted(
 
 
 def test_every_module_is_listed_and_examples_are_found():
-    assert "hf_superpositional.quantum.fourier" in MODULES and "hf_superpositional.optim" in MODULES
+    assert "hf_superpositional.quantum.fourier" in MODULES and "hf_superpositional.optim.adamw" in MODULES
     finder = doctest.DocTestFinder()
-    examples = sum(len(t.examples) for t in finder.find(importlib.import_module("hf_superpositional.optim")))
+    examples = sum(len(t.examples) for t in finder.find(importlib.import_module("hf_superpositional.optim.adamw")))
     assert examples > 0
 
 

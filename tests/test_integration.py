@@ -22,7 +22,7 @@ from hf_superpositional.integration import (
     superpositional_optimizer_cls_and_kwargs,
     unregister_superpositional_optimizers,
 )
-from hf_superpositional.optim_args import (
+from hf_superpositional.optim.args import (
     VALID_OPTIM_ARG_KEYS,
     format_optim_args,
     parse_optim_args,
@@ -121,7 +121,7 @@ def test_format_and_validate_round_trip():
 
 def test_every_allowed_choice_is_accepted_by_the_optimizer():
     from hf_superpositional.optim import SuperpositionalAdamW
-    from hf_superpositional.optim_args import OPTIM_ARG_SPECS
+    from hf_superpositional.optim.args import OPTIM_ARG_SPECS
 
     param = torch.nn.Parameter(torch.zeros(3))
     for key, spec in OPTIM_ARG_SPECS.items():

@@ -14,11 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from hf_superpositional.functional.adamw import (
-    build_quantum_mask,
-    first_n_local_flat_indices,
-    superpositional_adamw,
-)
+from hf_superpositional.optim.functional import superpositional_adamw
+from hf_superpositional.optim.masks import build_quantum_mask, first_n_local_flat_indices
 from hf_superpositional.optim import SuperpositionalAdamW
 
 

@@ -11,7 +11,7 @@ from transformers.trainer_utils import SchedulerType
 
 from hf_superpositional import presets
 from hf_superpositional.optim import SuperpositionalAdamW
-from hf_superpositional.optim_args import parse_optim_args
+from hf_superpositional.optim.args import parse_optim_args
 from hf_superpositional.presets import (
     GSM8K,
     TEXT_CLASSIFICATION,

@@ -10,7 +10,7 @@ from hf_superpositional.optim import SuperpositionalAdamW
 
 pytest.importorskip("qiskit")
 
-from hf_superpositional.qiskit_perturbation import QiskitSinPi  # noqa: E402
+from hf_superpositional.optim.qiskit_backend import QiskitSinPi  # noqa: E402
 
 BACKENDS = ["qiskit", "aer"]
 
@@ -75,7 +75,7 @@ def test_qubit_order_is_little_endian():
 
 
 def test_invalid_backend():
-    with pytest.raises(ValueError, match="backend"):
+    with pytest.raises(ValueError, match="simulator"):
         QiskitSinPi("ibm_brisbane")
 
 

@@ -97,7 +97,7 @@ def test_bad_command_lines_exit_2_with_one_line(recipe, tmp_path, capsys):
 
 
 def test_arms_use_the_registered_optimizer_names(recipe):
-    from hf_superpositional.optim_args import parse_optim_args
+    from hf_superpositional.optim.args import parse_optim_args
 
     arms = recipe.ARMS
     assert arms["adamw"]["optim"] == "adamw_torch_fused" and arms["adamw"]["optim_args"] is None

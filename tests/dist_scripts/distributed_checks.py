@@ -240,7 +240,7 @@ def fsdp2_checks() -> dict[str, dict]:
     import torch.distributed as dist
     from torch.distributed.device_mesh import init_device_mesh
 
-    import hf_superpositional.optim as optim_module
+    import hf_superpositional.optim.adamw as optim_module
 
     mesh = init_device_mesh("cpu", (dist.get_world_size(),))
     out: dict[str, dict] = {}

@@ -16,212 +16,38 @@ Three implementations, mirroring ``torch.optim.AdamW``:
   elements per tensor: a handful of ops per step whatever the model size (see ``QuantumSelection``).
 
 Everything here works on plain (local) tensors: the optimizer class unwraps DTensors and computes which
-local elements the global first-n mask selects (``first_n_local_flat_indices``).
+local elements the global first-n mask selects (:mod:`.masks`).
 """
+
 
 from __future__ import annotations
 
-import itertools
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 from torch.optim.adam import adam as _torch_adam
 
+from .masks import (
+    QuantumMask,
+    QuantumSelection,
+    gather_masked,
+    masked_add_,
+    masked_addcmul_,
+    masked_copy_,
+)
+
 __all__ = [
-    "QuantumMask",
-    "QuantumSelection",
+    "IMPLEMENTATIONS",
+    "MODES",
     "adam_update_sq_norm",
-    "build_quantum_mask",
     "global_sq_norm",
-    "first_n_local_flat_indices",
-    "gather_masked",
     "sin_pi",
     "superpositional_adamw",
 ]
 
 IMPLEMENTATIONS = ("single_tensor", "foreach", "fused")
 MODES = ("update", "moment")
-SCOPES = ("first_n", "all")
-
-
-# --------------------------------------------------------------------------------------------------
-# The mask: which local elements are "quantum"
-# --------------------------------------------------------------------------------------------------
-def first_n_local_flat_indices(
-    global_shape: Sequence[int],
-    local_shape: Sequence[int],
-    global_offset: Sequence[int],
-    n: int,
-) -> list[int]:
-    """Local row-major flat indices of the elements whose GLOBAL row-major flat index is below ``n``.
-
-    A shard (FSDP2 / DTensor) holds the box ``[global_offset, global_offset + local_shape)`` of the global
-    tensor. The global first ``n`` elements are enumerated, unravelled to multi-indices, kept if they fall
-    inside the box, and mapped to the local flat index. For an unsharded tensor ``global_offset`` is all
-    zeros and ``local_shape == global_shape``, which gives ``range(min(n, numel))``.
-
-    The result is always a prefix ``0 .. k-1`` of the local flat order: the box's row-major order is a
-    subsequence of the global row-major order, so the elements with global index below ``n`` come first.
-    The fast paths rely on this (prefix views instead of gathers).
-
-    Args:
-        global_shape: shape of the full (unsharded) parameter.
-        local_shape: shape of the local block.
-        global_offset: global multi-index of the local block's first element.
-        n: number of leading global elements to select (``n_qubits``).
-
-    Returns:
-        Sorted list of local flat indices (possibly empty).
-
-    Example:
-        >>> # rows 2..3 of a 4x3 matrix: global elements 0..6 are rows 0, 1 and element (2, 0)
-        >>> first_n_local_flat_indices((4, 3), (2, 3), (2, 0), 7)
-        [0]
-    """
-    global_shape = tuple(int(s) for s in global_shape)
-    local_shape = tuple(int(s) for s in local_shape)
-    global_offset = tuple(int(o) for o in global_offset)
-    if not (len(global_shape) == len(local_shape) == len(global_offset)):
-        raise ValueError(
-            f"global_shape {global_shape}, local_shape {local_shape} and global_offset {global_offset} "
-            "must have the same number of dimensions"
-        )
-    numel = math.prod(global_shape)
-    if numel == 0 or math.prod(local_shape) == 0:
-        return []
-    out = []
-    for flat in range(min(n, numel)):
-        # unravel the global flat index (row-major, last dimension fastest)
-        rem = flat
-        multi = [0] * len(global_shape)
-        for d in range(len(global_shape) - 1, -1, -1):
-            rem, multi[d] = divmod(rem, global_shape[d])
-        local = [m - o for m, o in zip(multi, global_offset, strict=True)]
-        if all(0 <= li < ls for li, ls in zip(local, local_shape, strict=True)):
-            local_flat = 0
-            for li, ls in zip(local, local_shape, strict=True):
-                local_flat = local_flat * ls + li
-            out.append(local_flat)
-    return out
-
-
-@dataclass(frozen=True)
-class QuantumMask:
-    """The elements of one local tensor that receive the quantum term.
-
-    Attributes:
-        is_all: every element (``scope="all"``).
-        count: number of selected elements (``numel`` when ``is_all``). For ``"first_n"`` they are always
-            the local flat indices ``0 .. count-1`` (see :func:`first_n_local_flat_indices`), so a contiguous
-            tensor is addressed with the view ``t.view(-1)[:count]``: no gather, no index_put.
-        index: multi-index (one LongTensor per dimension) of the selected elements, in row-major order;
-            used for non-contiguous tensors.
-    """
-
-    is_all: bool
-    count: int
-    index: tuple[Tensor, ...] | None
-
-
-def build_quantum_mask(
-    scope: str,
-    n_qubits: int,
-    local_shape: Sequence[int],
-    *,
-    global_shape: Sequence[int] | None = None,
-    global_offset: Sequence[int] | None = None,
-    device: torch.device | str | None = None,
-) -> QuantumMask:
-    """Build the :class:`QuantumMask` of a (possibly sharded) local tensor.
-
-    Args:
-        scope: ``"first_n"`` (the first ``n_qubits`` elements by global row-major index) or ``"all"``.
-        n_qubits: number of leading elements for ``"first_n"``.
-        local_shape: shape of the local tensor.
-        global_shape: shape of the full tensor; defaults to ``local_shape`` (unsharded).
-        global_offset: global multi-index of the local block's first element; defaults to zeros.
-        device: device of the index tensors (the parameter's device).
-
-    Returns:
-        The mask.
-
-    Example:
-        >>> m = build_quantum_mask("first_n", 4, (3, 5))
-        >>> m.count
-        4
-    """
-    local_shape = tuple(int(s) for s in local_shape)
-    if scope == "all":
-        return QuantumMask(is_all=True, count=math.prod(local_shape), index=None)
-    if scope != "first_n":
-        raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
-    global_shape = local_shape if global_shape is None else tuple(int(s) for s in global_shape)
-    global_offset = (0,) * len(local_shape) if global_offset is None else tuple(global_offset)
-    flat = first_n_local_flat_indices(global_shape, local_shape, global_offset, n_qubits)
-    if not flat:
-        return QuantumMask(is_all=False, count=0, index=None)
-    flat_t = torch.tensor(flat, dtype=torch.long, device=device)
-    # 0-D tensors have an empty shape: unravel_index then gives no index tensors; index with () instead.
-    index = torch.unravel_index(flat_t, local_shape) if local_shape else ()
-    if flat != list(range(len(flat))):  # impossible for a box (see first_n_local_flat_indices)
-        raise AssertionError(f"first-n elements of a block are not a prefix: {flat}")
-    return QuantumMask(is_all=False, count=len(flat), index=tuple(index))
-
-
-def _as_prefix_view(t: Tensor, mask: QuantumMask) -> Tensor | None:
-    """A view of the selected (prefix) elements of a contiguous tensor, else None."""
-    if t.is_contiguous():
-        # as_strided: one dispatch instead of view(-1)[:k]'s two (this runs per tensor per step)
-        return t.as_strided((mask.count,), (1,))
-    return None
-
-
-def gather_masked(t: Tensor, mask: QuantumMask) -> Tensor:
-    """The selected elements of ``t`` as a 1-D tensor (the tensor itself for ``is_all``).
-
-    For a prefix of a contiguous tensor this is a VIEW (it changes when ``t`` changes); otherwise a copy.
-
-    Example:
-        >>> t = torch.arange(6.0).reshape(2, 3)
-        >>> gather_masked(t, build_quantum_mask("first_n", 4, t.shape)).tolist()
-        [0.0, 1.0, 2.0, 3.0]
-    """
-    if mask.is_all:
-        return t
-    view = _as_prefix_view(t, mask)
-    if view is not None:
-        return view
-    return t[mask.index].reshape(-1)
-
-
-def _masked_add_(t: Tensor, mask: QuantumMask, values: Tensor, alpha: float) -> None:
-    """``t[mask] += alpha * values`` in place."""
-    view = t if mask.is_all else _as_prefix_view(t, mask)
-    if view is not None:
-        view.add_(values, alpha=alpha)
-    else:  # non-contiguous tensor: index_put_ instead of a view
-        t.index_put_(mask.index, values * alpha, accumulate=True)
-
-
-def _masked_addcmul_(t: Tensor, mask: QuantumMask, a: Tensor, b: Tensor, value: float) -> None:
-    """``t[mask] += value * a * b`` in place."""
-    view = t if mask.is_all else _as_prefix_view(t, mask)
-    if view is not None:
-        view.addcmul_(a, b, value=value)
-    else:
-        t.index_put_(mask.index, a * b * value, accumulate=True)
-
-
-def _masked_copy_(t: Tensor, mask: QuantumMask, values: Tensor) -> None:
-    """``t[mask] = values`` in place (used to restore gradients exactly)."""
-    view = t if mask.is_all else _as_prefix_view(t, mask)
-    if view is not None:
-        view.copy_(values)
-    else:
-        t.index_put_(mask.index, values)
 
 
 # Below this size a CPU sin(pi*x) avoids MKL's VML (see sin_pi).
@@ -327,13 +153,13 @@ def _single_tensor_superpositional_adamw(
                 grad = torch.addcmul(grad, sin_p0, grad, value=quantum_weight)
             else:
                 g0 = g_sel.clone()
-                _masked_addcmul_(grad, mask, sin_p0, g0, value=quantum_weight)
+                masked_addcmul_(grad, mask, sin_p0, g0, value=quantum_weight)
         try:
             exp_avg.lerp_(grad, 1 - beta1)
             exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
         finally:
             if g0 is not None:
-                _masked_copy_(grad, mask, g0)
+                masked_copy_(grad, mask, g0)
 
         step = step_t.item()
         bias_correction1 = 1 - beta1**step
@@ -346,117 +172,7 @@ def _single_tensor_superpositional_adamw(
 
         if mode == "update" and sin_p0 is not None:
             # p -= lr * quantum_weight * Q  (paper eq. 1; Q from p0 and g)
-            _masked_addcmul_(param, mask, sin_p0, g_sel, value=-lr_value * quantum_weight)
-
-
-# --------------------------------------------------------------------------------------------------
-# Fast paths: torch's foreach / fused AdamW kernel plus a batched correction
-# --------------------------------------------------------------------------------------------------
-class QuantumSelection:
-    """Where the quantum elements of a list of parameters live, grouped so the correction is cheap.
-
-    - prefix batches, keyed by (device, dtype): ``scope="first_n"`` on contiguous tensors (the selected
-      elements are always a prefix of the local flat order, sharded or not). Each step gathers them with
-      ONE ``torch.cat`` into a persistent buffer and writes back with ONE ``torch._foreach_copy_``.
-    - ``full``: ``scope="all"``; ``torch._foreach_*`` over whole tensors.
-    - ``scattered``: non-contiguous tensors: advanced indexing, one tensor at a time.
-
-    It depends only on the parameters and masks, so the optimizer builds it once and reuses it;
-    :meth:`bind` checks every step that the prefix views still point into the parameters' storage.
-
-    Args:
-        params: the (local) parameters.
-        masks: one :class:`QuantumMask` per parameter.
-        grads: if given, tensors whose gradient is not contiguous are addressed by index too.
-
-    Example:
-        >>> ps = [torch.zeros(3, 3), torch.zeros(2)]
-        >>> sel = QuantumSelection(ps, [build_quantum_mask("first_n", 4, p.shape) for p in ps])
-        >>> [b["counts"] for b in sel.batches]
-        [[4, 2]]
-    """
-
-    def __init__(
-        self, params: list[Tensor], masks: list[QuantumMask], grads: list[Tensor] | None = None
-    ) -> None:
-        self.rebuild(params, masks, grads)
-
-    def rebuild(
-        self, params: list[Tensor], masks: list[QuantumMask], grads: list[Tensor] | None = None
-    ) -> None:
-        """Recompute in place (a parameter's storage moved), so every holder sees the new views."""
-        by_key: dict[tuple, dict[str, list]] = {}
-        self.full: list[int] = []
-        self.scattered: list[int] = []
-        self._ptrs: list[tuple[int, int, bool]] = []
-        self._n = len(params)
-        # (device, dtype) shared by every parameter, else None: lets the fused path skip torch's
-        # per-step regrouping (see _run_torch_adamw). Re-derived whenever the storage check fails.
-        kinds = {(p.device, p.dtype) for p in params}
-        self.uniform = next(iter(kinds)) if len(kinds) == 1 else None
-        for i, (p, m) in enumerate(zip(params, masks, strict=True)):
-            # every parameter's storage is checked by bind(): prefix views and `uniform` depend on it
-            self._ptrs.append((i, p.data_ptr(), p.is_contiguous()))
-            if m.count == 0:
-                continue
-            if m.is_all:
-                self.full.append(i)
-            elif p.is_contiguous() and (grads is None or grads[i].is_contiguous()):
-                batch = by_key.setdefault((p.device, p.dtype), {"index": [], "p": [], "counts": []})
-                batch["index"].append(i)
-                batch["p"].append(p.as_strided((m.count,), (1,)))
-                batch["counts"].append(m.count)
-            else:
-                self.scattered.append(i)
-        self.batches = list(by_key.values())
-        for (device, dtype), b in by_key.items():
-            # Persistent work buffers and their per-tensor views, so a step creates no Python tensor
-            # objects beyond the gradient views: [p0 | g0] filled by one torch.cat, and q.
-            n = sum(b["counts"])
-            buf = torch.empty(2 * n, device=device, dtype=dtype)
-            b["buf"], b["p0"], b["g0"] = buf, buf[:n], buf[n:]
-            b["p0_views"] = list(b["p0"].split_with_sizes(b["counts"]))
-            b["g0_views"] = list(b["g0"].split_with_sizes(b["counts"]))
-            b["q"] = torch.empty(n, device=device, dtype=dtype)
-            b["q_views"] = list(b["q"].split_with_sizes(b["counts"]))
-        # (index, count, data_ptr) of every prefix entry, batch after batch: the per-step loop of
-        # bind(); the other parameters' storage is checked separately (usually there are none).
-        ptrs = {i: ptr for i, ptr, _ in self._ptrs}
-        self._entries = [
-            (i, k, ptrs[i]) for b in self.batches for i, k in zip(b["index"], b["counts"], strict=True)
-        ]
-        in_batches = {i for i, _, _ in self._entries}
-        self._others = [entry for entry in self._ptrs if entry[0] not in in_batches]
-        self._splits = [0]
-        for b in self.batches:
-            self._splits.append(self._splits[-1] + len(b["index"]))
-
-    def bind(
-        self, params: list[Tensor], masks: list[QuantumMask], grads: list[Tensor]
-    ) -> list[list[Tensor]] | None:
-        """Per step: prefix views of the gradients, per batch, after checking the parameters' storage.
-
-        Rebuilds in place if a parameter's storage moved (``p.data = ...``), so every holder of this
-        selection sees the new views. Returns None if a selected gradient is not contiguous (the caller
-        then addresses it by index). One loop over the tensors: this runs every step.
-        """
-        if len(params) != self._n or not all(
-            params[i].data_ptr() == ptr and params[i].is_contiguous() == contiguous
-            for i, ptr, contiguous in self._others
-        ):
-            self.rebuild(params, masks)
-        views = []
-        for i, k, ptr in self._entries:
-            p, g = params[i], grads[i]
-            if p.data_ptr() != ptr or not p.is_contiguous():
-                self.rebuild(params, masks)
-                return self.bind(params, masks, grads)
-            if not g.is_contiguous():
-                return None
-            views.append(g.as_strided((k,), (1,)))
-        if len(self.batches) == 1:
-            return [views]
-        return [views[a:b] for a, b in itertools.pairwise(self._splits)]
+            masked_addcmul_(param, mask, sin_p0, g_sel, value=-lr_value * quantum_weight)
 
 
 def _given_or_sin_pi(sin_factors: list[Tensor | None] | None, i: int, selected: Tensor) -> Tensor:
@@ -564,7 +280,7 @@ def _kernel_superpositional_adamw(
             batch["p0"].add_(batch["q"], alpha=update_alpha * scale)
             torch._foreach_copy_(batch["p"], batch["p0_views"])
         for i, q in zip(sel.scattered, scattered_q, strict=True):
-            _masked_add_(params[i], masks[i], q, alpha=update_alpha)
+            masked_add_(params[i], masks[i], q, alpha=update_alpha)
     elif mode == "moment":
         # The kernel must see g' = g + qw * Q. A few elements: perturb the user's .grad in place and
         # restore it exactly afterwards (users may read .grad after step()); whole tensors: new tensors.
@@ -573,7 +289,7 @@ def _kernel_superpositional_adamw(
             torch._foreach_copy_(gv, batch["q_views"])
         for i, q in zip(sel.scattered, scattered_q, strict=True):
             scattered_g0.append(gather_masked(grads[i], masks[i]).clone())
-            _masked_add_(grads[i], masks[i], q, alpha=quantum_weight)
+            masked_add_(grads[i], masks[i], q, alpha=quantum_weight)
         if sel.full:
             kernel_grads = list(grads)
             perturbed = torch._foreach_add([grads[i] for i in sel.full], full_q, alpha=quantum_weight)
@@ -601,7 +317,7 @@ def _kernel_superpositional_adamw(
             for batch, gv in zip(sel.batches, g_views, strict=True):
                 torch._foreach_copy_(gv, batch["g0_views"])
             for i, g0 in zip(sel.scattered, scattered_g0, strict=True):
-                _masked_copy_(grads[i], masks[i], g0)
+                masked_copy_(grads[i], masks[i], g0)
 
     # 3. mode="update" with lr*wd == 1 only: the correction after the kernel.
     if mode == "update" and not update_before:
@@ -610,7 +326,7 @@ def _kernel_superpositional_adamw(
         if sel.full:
             torch._foreach_add_([params[i] for i in sel.full], full_q, alpha=update_alpha)
         for i, q in zip(sel.scattered, scattered_q, strict=True):
-            _masked_add_(params[i], masks[i], q, alpha=update_alpha)
+            masked_add_(params[i], masks[i], q, alpha=update_alpha)
 
 
 def _run_torch_adamw(
@@ -731,6 +447,7 @@ def superpositional_adamw(
     Example:
         >>> p, g = torch.zeros(3), torch.ones(3)
         >>> m, v, s = torch.zeros(3), torch.zeros(3), torch.tensor(0.0)
+        >>> from hf_superpositional.optim.masks import build_quantum_mask
         >>> mask = build_quantum_mask("first_n", 2, p.shape)
         >>> superpositional_adamw([p], [g], [m], [v], [s], [mask], lr=0.1, beta1=0.9, beta2=0.999,
         ...                       eps=1e-8, weight_decay=0.0, quantum_weight=0.5)

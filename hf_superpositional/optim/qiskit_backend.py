@@ -20,48 +20,34 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["BACKENDS", "QiskitSinPi"]
+from .._utils import require
+from ..naming import QISKIT_SIMULATORS
 
-BACKENDS = ("qiskit", "aer")
+__all__ = ["MAX_QUBITS_PER_CIRCUIT", "QiskitSinPi"]
+
 # A product state of w qubits costs 2**w amplitudes per row; wider masks are split into rows this wide.
 MAX_QUBITS_PER_CIRCUIT = 12
 
 
 def _import_qiskit():
-    try:
-        import qiskit
-        from qiskit.circuit import ParameterVector
-    except ImportError as err:  # pragma: no cover - qiskit is a declared dependency
-        raise ImportError(
-            "perturbation_backend='qiskit' needs Qiskit: `pip install qiskit` (or use the default "
-            "perturbation_backend='analytic', which computes the same sin(pi*theta) factor in torch)."
-        ) from err
-    return qiskit, ParameterVector
+    # The analytic default computes the same sin(pi*theta) factor in torch and never needs Qiskit.
+    return require("qiskit", "perturbation_backend='qiskit'", "qiskit")
 
 
-def _make_estimator(backend: str):
-    if backend == "qiskit":
-        from qiskit.primitives import StatevectorEstimator
-
-        return StatevectorEstimator(default_precision=0.0)
-    if backend == "aer":
-        try:
-            from qiskit_aer.primitives import EstimatorV2
-        except ImportError as err:  # pragma: no cover - qiskit-aer is a declared dependency
-            raise ImportError(
-                "perturbation_backend='aer' needs Qiskit Aer: `pip install qiskit-aer` (or use "
-                "perturbation_backend='qiskit' for Qiskit's reference statevector estimator)."
-            ) from err
-        # precision 0 makes Aer's EstimatorV2 return exact statevector expectation values (no sampling).
-        return EstimatorV2(options={"default_precision": 0.0, "backend_options": {"method": "statevector"}})
-    raise ValueError(f"perturbation_backend must be one of {('analytic', *BACKENDS)}, got {backend!r}")
+def _make_estimator(simulator: str):
+    qiskit = _import_qiskit()
+    if simulator == "qiskit":
+        return qiskit.primitives.StatevectorEstimator(default_precision=0.0)
+    estimator = require("qiskit_aer.primitives", "perturbation_backend='aer'", "qiskit-aer").EstimatorV2
+    # precision 0 makes Aer's EstimatorV2 return exact statevector expectation values (no sampling).
+    return estimator(options={"default_precision": 0.0, "backend_options": {"method": "statevector"}})
 
 
 class QiskitSinPi:
     """Batched ``sin(pi * theta)`` from Qiskit estimators, one ``run`` call per invocation.
 
     Args:
-        backend: ``"qiskit"`` (``qiskit.primitives.StatevectorEstimator``) or ``"aer"``
+        simulator: ``"qiskit"`` (``qiskit.primitives.StatevectorEstimator``) or ``"aer"``
             (``qiskit_aer.primitives.EstimatorV2``, statevector method, exact).
         max_qubits: widest circuit built; longer rows are split (the factor is a product state, so
             splitting changes nothing but the cost).
@@ -73,22 +59,21 @@ class QiskitSinPi:
         [1.0, 0.707107]
     """
 
-    def __init__(self, backend: str = "qiskit", max_qubits: int = MAX_QUBITS_PER_CIRCUIT) -> None:
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    def __init__(self, simulator: str = "qiskit", max_qubits: int = MAX_QUBITS_PER_CIRCUIT) -> None:
+        if simulator not in QISKIT_SIMULATORS:
+            raise ValueError(f"simulator must be one of {QISKIT_SIMULATORS}, got {simulator!r}")
         if not isinstance(max_qubits, int) or max_qubits < 1:
             raise ValueError(f"max_qubits must be an int >= 1, got {max_qubits!r}")
-        _import_qiskit()
-        self.backend = backend
+        self.simulator = simulator
         self.max_qubits = max_qubits
-        self.estimator = _make_estimator(backend)
+        self.estimator = _make_estimator(simulator)
         self._circuits: dict[int, tuple[object, list[str]]] = {}
 
     def _circuit(self, width: int):
         """The width-qubit circuit RY(pi*theta_i) on qubit i, and the X_i observables (cached)."""
         if width not in self._circuits:
-            qiskit, ParameterVector = _import_qiskit()
-            theta = ParameterVector("theta", width)
+            qiskit = _import_qiskit()
+            theta = qiskit.circuit.ParameterVector("theta", width)
             qc = qiskit.QuantumCircuit(width)
             for i in range(width):
                 qc.ry(math.pi * theta[i], i)

@@ -1,6 +1,7 @@
 """``SuperpositionalAdamW``: AdamW plus the paper's quantum-inspired perturbation (SPEC section 1).
 
-The maths lives in :mod:`hf_superpositional.functional.adamw`; this class owns the torch ``Optimizer``
+The maths lives in :mod:`hf_superpositional.optim.functional` and :mod:`hf_superpositional.optim.masks`;
+this class owns the torch ``Optimizer``
 plumbing: param groups, state (torch AdamW's keys, so checkpoints cross-load), path selection, the lazily
 computed global-index mask (FSDP2 swaps parameters after the optimizer is built), the optional Qiskit
 backend and diagnostics.
@@ -25,21 +26,15 @@ from torch.optim.optimizer import (
     _get_scalar_dtype,
 )
 
-from .functional.adamw import (
-    MODES,
-    SCOPES,
-    QuantumMask,
-    QuantumSelection,
-    adam_update_sq_norm,
-    build_quantum_mask,
-    gather_masked,
-    global_sq_norm,
-    superpositional_adamw,
-)
+from ..naming import QISKIT_SIMULATORS
+from .functional import MODES, adam_update_sq_norm, global_sq_norm, superpositional_adamw
+from .masks import SCOPES, QuantumMask, QuantumSelection, build_quantum_mask, gather_masked
 
-__all__ = ["SuperpositionalAdamW"]
+__all__ = ["PERTURBATION_BACKENDS", "SuperpositionalAdamW"]
 
-PERTURBATION_BACKENDS = ("analytic", "qiskit", "aer")
+PERTURBATION_BACKENDS = ("analytic", *QISKIT_SIMULATORS)
+"""Who evaluates the ``sin(pi * theta)`` factor: ``"analytic"`` (torch, the default and the fast one) or a
+Qiskit simulator running the product-state circuit (``"qiskit"``, ``"aer"``; see :mod:`.qiskit_backend`)."""
 _NO_MASK = QuantumMask(is_all=False, count=0, index=None)
 
 try:  # DTensor (FSDP2) support; absent on torch builds without torch.distributed.
@@ -376,7 +371,7 @@ class SuperpositionalAdamW(Optimizer):
         if not requests:
             return
         if self._qiskit is None:
-            from .qiskit_perturbation import QiskitSinPi
+            from .qiskit_backend import QiskitSinPi
 
             self._qiskit = QiskitSinPi(self.perturbation_backend)
         values = self._qiskit(requests)

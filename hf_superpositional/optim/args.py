@@ -4,7 +4,7 @@
 optimizer's own hyper-parameters as one ``key=value,key=value`` string. transformers' built-in parser keeps
 every value as a string and fails with an opaque unpacking error on a piece without ``=`` (or with two), so
 this module parses the string itself into typed keyword arguments for
-:class:`~hf_superpositional.optim.SuperpositionalAdamW` and names the bad piece when it cannot.
+:class:`~hf_superpositional.optim.adamw.SuperpositionalAdamW` and names the bad piece when it cannot.
 
 ``lr``, ``betas``, ``eps`` and ``weight_decay`` are deliberately NOT valid keys here: they come from
 ``TrainingArguments`` (``learning_rate``, ``adam_beta1``/``adam_beta2``, ``adam_epsilon``, ``weight_decay``),
@@ -18,8 +18,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .functional.adamw import MODES, SCOPES
-from .optim import PERTURBATION_BACKENDS
+from .._utils import parse_key_value_pairs
+from .adamw import PERTURBATION_BACKENDS
+from .functional import MODES
+from .masks import SCOPES
 
 __all__ = [
     "OPTIM_ARG_SPECS",
@@ -121,7 +123,8 @@ def _convert(key: str, raw: str, piece: str) -> Any:
 def parse_optim_args(optim_args: str | None) -> dict[str, Any]:
     """Parse a ``"key=value,key=value"`` string into typed SuperpositionalAdamW keyword arguments.
 
-    Spaces around keys, values and commas are ignored. Keys are case-sensitive; boolean values accept
+    The grammar is the package's one ``key=value`` grammar (spaces around keys, values and commas are
+    ignored, and so is an empty piece such as a trailing comma). Keys are case-sensitive; boolean values accept
     ``true/false/1/0/yes/no/on/off`` in any case; ``foreach`` and ``fused`` also accept ``none``.
 
     Args:
@@ -148,22 +151,18 @@ def parse_optim_args(optim_args: str | None) -> dict[str, Any]:
         )
     if not optim_args.strip():
         return {}
+    try:
+        pieces = parse_key_value_pairs(optim_args, "optim_args")
+    except ValueError as error:
+        raise ValueError(f"{error} Valid keys: {_valid_keys_text()}.") from None
     parsed: dict[str, Any] = {}
-    for piece in optim_args.split(","):
-        if piece.count("=") != 1:
-            raise ValueError(
-                f"optim_args: malformed piece {piece.strip()!r} in {optim_args!r}: expected exactly one "
-                f"'key=value' per comma-separated piece. Valid keys: {_valid_keys_text()}."
-            )
-        key, raw = (part.strip() for part in piece.split("="))
+    for key, raw in pieces.items():
         if key not in OPTIM_ARG_SPECS:
             raise ValueError(
-                f"optim_args: unknown key {key!r} in {piece.strip()!r}. Valid keys: {_valid_keys_text()} "
+                f"optim_args: unknown key {key!r} in {f'{key}={raw}'!r}. Valid keys: {_valid_keys_text()} "
                 "(lr, betas, eps and weight_decay come from TrainingArguments)."
             )
-        if key in parsed:
-            raise ValueError(f"optim_args: key {key!r} is given twice in {optim_args!r}.")
-        parsed[key] = _convert(key, raw, piece.strip())
+        parsed[key] = _convert(key, raw, f"{key}={raw}")
     return parsed
 
 

@@ -1,1 +1,0 @@
-"""Pure tensor maths: no Trainer, optimizer or nn.Module imports live here."""

@@ -15,9 +15,20 @@ Example:
     ...                          optim_args="quantum_weight=0.5,n_qubits=4")
 """
 
-from .attention import register_quantum_attention, unregister_quantum_attention
+from .attention import (
+    SUPPORTED_MODEL_TYPES,
+    QuantumAttentionConfig,
+    QuantumCircuitParameters,
+    apply_quantum_attention,
+    get_quantum_attention_config,
+    install_loading_hooks,
+    register_quantum_attention,
+    remove_quantum_attention,
+    uninstall_loading_hooks,
+    unregister_quantum_attention,
+)
+from .attention.patch import quantum_lora_config
 from .checkpoint import CheckpointError, last_complete_checkpoint, validate_checkpoint
-from .config import QuantumAttentionConfig
 from .integration import (
     QUANTUM_MOMENT_ADAMW,
     SUPERPOSITIONAL_ADAMW,
@@ -25,26 +36,16 @@ from .integration import (
     superpositional_optimizer_cls_and_kwargs,
     unregister_superpositional_optimizers,
 )
-from .modeling import QuantumCircuitParameters
 from .naming import QUANTUM_CONFIG_KEY, QUANTUM_MODULE_NAME, is_quantum_parameter_name
 from .optim import SuperpositionalAdamW
 from .optim.args import VALID_OPTIM_ARG_KEYS, format_optim_args, parse_optim_args
-from .patch import (
-    SUPPORTED_MODEL_TYPES,
-    apply_quantum_attention,
-    get_quantum_attention_config,
-    install_loading_hooks,
-    quantum_lora_config,
-    remove_quantum_attention,
-    uninstall_loading_hooks,
-)
-from .quantum import add_circuit_term, circuit_kernel, fourier_coefficients, set_circuit_kernel
 from .presets import (
     GSM8K,
     TEXT_CLASSIFICATION,
     gsm8k_training_arguments,
     text_classification_training_arguments,
 )
+from .quantum import add_circuit_term, circuit_kernel, fourier_coefficients, set_circuit_kernel
 from .trainer import SuperpositionalTrainer
 
 __version__ = "0.1.0"

@@ -249,13 +249,6 @@ def _weight_shapes(
 # --------------------------------------------------------------------------------------------------
 # quantum attention: config against weights, checkpoint against model
 # --------------------------------------------------------------------------------------------------
-def _expected_circuit_shape(cfg: Any, suffix: str, num_heads: int) -> tuple[int, ...]:
-    if suffix == "gate":
-        return (num_heads,) if cfg.per_head else (1,)
-    angles = (cfg.depth, cfg.n_qubits)
-    return (num_heads, *angles) if cfg.per_head else angles
-
-
 def _describe(cfg: Any) -> str:
     return ", ".join(f"{name}={getattr(cfg, name)!r}" for name in QUANTUM_STRUCTURE_FIELDS)
 
@@ -264,7 +257,7 @@ def _check_quantum_weights(
     folder: Path, config: Mapping[str, Any], shapes: Mapping[str, tuple[int, ...]], where: Mapping[str, Path]
 ) -> dict[str, Any] | None:
     """The checkpoint's own consistency: ``config.json``'s quantum_attention entry against the circuit tensors."""
-    from .config import QuantumAttentionConfig
+    from .attention.config import QuantumAttentionConfig
 
     config_path = folder / CONFIG
     raw = config.get(QUANTUM_CONFIG_KEY)
@@ -284,7 +277,7 @@ def _check_quantum_weights(
         suffix = key.rsplit(".", 1)[-1]
         if suffix not in ("ry", "rz", "gate"):
             continue
-        expected = _expected_circuit_shape(cfg, suffix, num_heads)
+        expected = cfg.parameter_shapes(num_heads)[suffix]
         found = shapes[key]
         if cfg.per_head and not num_heads:  # head count unknown here: compare what the config does fix
             expected, found = expected[1:], found[1:]
@@ -318,8 +311,8 @@ def _check_against_model(
     where: Mapping[str, Path],
     is_adapter: bool,
 ) -> None:
-    from .config import QuantumAttentionConfig
-    from .patch import get_quantum_attention_config
+    from .attention.config import QuantumAttentionConfig
+    from .attention.patch import get_quantum_attention_config
 
     model_cfg = get_quantum_attention_config(model)
     ckpt_cfg = None if checkpoint_quantum is None else QuantumAttentionConfig.from_dict(checkpoint_quantum)

@@ -142,8 +142,8 @@ def training_details(trainer: Any) -> dict[str, Any]:
     Returns:
         ``{"optimizer": {...}, "training": {...}, "quantum_attention": {...} | None, "lora": {...} | None}``.
     """
+    from .attention.patch import get_quantum_attention_config
     from .optim.args import parse_optim_args
-    from .patch import get_quantum_attention_config
 
     args = trainer.args
     optim = str(getattr(args.optim, "value", args.optim))
@@ -399,7 +399,7 @@ class RecipeTrainer(SuperpositionalTrainer):
 
     def _save(self, output_dir: str | None = None, state_dict: Any = None) -> None:
         super()._save(output_dir, state_dict)
-        from .patch import get_quantum_attention_config
+        from .attention.patch import get_quantum_attention_config
 
         model = self.accelerator.unwrap_model(self.model) if hasattr(self, "accelerator") else self.model
         if getattr(model, "peft_config", None) is None:
@@ -512,8 +512,8 @@ def load_trained_model(path: str | Path, **from_pretrained_kwargs: Any):
 
     from peft import PeftConfig, PeftModel
 
-    from .config import QuantumAttentionConfig
-    from .patch import apply_quantum_attention
+    from .attention.config import QuantumAttentionConfig
+    from .attention.patch import apply_quantum_attention
 
     peft_config = PeftConfig.from_pretrained(folder)
     base_ref = peft_config.base_model_name_or_path

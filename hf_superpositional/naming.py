@@ -12,6 +12,12 @@ QUANTUM_MODULE_NAME = "quantum_circuit"
 QUANTUM_CONFIG_KEY = "quantum_attention"
 """Key under which a patched model's ``config.json`` stores its ``QuantumAttentionConfig``."""
 
+QUANTUM_ATTENTION = "quantum"
+"""``attn_implementation`` name of the dense (eager-maths) quantum attention."""
+
+QUANTUM_FLEX_ATTENTION = "quantum_flex"
+"""``attn_implementation`` name of the FlexAttention quantum attention."""
+
 QISKIT_SIMULATORS = ("qiskit", "aer")
 """Which Qiskit simulator runs a circuit: ``"qiskit"``, Qiskit's own reference statevector
 (``qiskit.quantum_info.Statevector`` / ``StatevectorEstimator``), or ``"aer"``, Qiskit Aer (statevector

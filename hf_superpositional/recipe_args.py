@@ -7,7 +7,7 @@
 - :class:`DataArguments`: GSM8K from the Hub (``openai/gsm8k``, config ``main``), a local JSONL or the sample
   bundled in the package; context length and sample caps;
 - :class:`GenerationEvalArguments`: the greedy generation-based evaluation;
-- plus :class:`~hf_superpositional.config.QuantumAttentionConfig` and ``transformers.TrainingArguments``.
+- plus :class:`~hf_superpositional.attention.config.QuantumAttentionConfig` and ``transformers.TrainingArguments``.
 
 :func:`parse_recipe_args` reads them from ``--config file.yaml`` and the command line, the command line
 winning (the same convention as TRL's ``--config``). A YAML key that no dataclass has is an error that

@@ -106,9 +106,9 @@ class SuperpositionalTrainer(Trainer):
         model: the model to train (as for ``Trainer``).
         args: ``TrainingArguments`` (as for ``Trainer``).
         *trainer_args: further positional ``Trainer`` arguments.
-        quantum_attention_config: a :class:`~hf_superpositional.config.QuantumAttentionConfig`; when given, the
+        quantum_attention_config: a :class:`~hf_superpositional.attention.config.QuantumAttentionConfig`; when given, the
             model (or each model ``model_init`` returns) is patched with
-            :func:`hf_superpositional.patch.apply_quantum_attention` before the Trainer sees it.
+            :func:`hf_superpositional.attention.patch.apply_quantum_attention` before the Trainer sees it.
         **trainer_kwargs: further keyword ``Trainer`` arguments.
 
     Example:
@@ -145,7 +145,7 @@ class SuperpositionalTrainer(Trainer):
     def _apply_quantum_attention(self, model: nn.Module) -> nn.Module:
         # Imported here: the attention stack (Fourier compilation, AttentionInterface registration) is only
         # needed by users who ask for it.
-        from .patch import apply_quantum_attention
+        from .attention.patch import apply_quantum_attention
 
         return apply_quantum_attention(model, self.quantum_attention_config)
 

@@ -48,7 +48,7 @@ def _training_only_types() -> tuple[type, ...]:
     """Argument groups of the training recipes: their keys may appear in ``--config`` and are ignored here."""
     from transformers import TrainingArguments
 
-    from hf_superpositional.config import QuantumAttentionConfig
+    from hf_superpositional.attention.config import QuantumAttentionConfig
     from hf_superpositional.recipe_args import CompareArguments, ModelArguments
 
     return (ModelArguments, QuantumAttentionConfig, TrainingArguments, CompareArguments)

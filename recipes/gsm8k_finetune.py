@@ -38,10 +38,10 @@ import transformers
 from transformers import TrainerCallback, TrainingArguments, set_seed
 
 import hf_superpositional  # noqa: F401  (registers optim names, quantum attention and the loading hooks)
-from hf_superpositional.config import QuantumAttentionConfig
+from hf_superpositional.attention.config import QuantumAttentionConfig
 from hf_superpositional.gsm8k import build_sft_dataset, evaluate_generation, pad_collate
 from hf_superpositional.hub import ModelCardInfo, RecipeTrainer
-from hf_superpositional.patch import apply_quantum_attention, quantum_lora_config
+from hf_superpositional.attention.patch import apply_quantum_attention, quantum_lora_config
 from hf_superpositional.recipe_args import (
     DataArguments,
     GenerationEvalArguments,

@@ -111,20 +111,20 @@ def _training_arguments(**kwargs):
 
 
 def _qconfig(**kwargs):
-    from hf_superpositional.config import QuantumAttentionConfig
+    from hf_superpositional.attention.config import QuantumAttentionConfig
 
     return lambda _tmp: QuantumAttentionConfig(**kwargs)
 
 
 def _from_dict(data):
-    from hf_superpositional.config import QuantumAttentionConfig
+    from hf_superpositional.attention.config import QuantumAttentionConfig
 
     return lambda _tmp: QuantumAttentionConfig.from_dict(data)
 
 
 def _apply(model_fn, **kwargs):
     def call(_tmp):
-        from hf_superpositional.patch import apply_quantum_attention
+        from hf_superpositional.attention.patch import apply_quantum_attention
 
         return apply_quantum_attention(model_fn(), **kwargs)
 
@@ -146,7 +146,7 @@ def _tiny_gpt2():
 
 
 def _patched_twice():
-    from hf_superpositional.patch import apply_quantum_attention
+    from hf_superpositional.attention.patch import apply_quantum_attention
 
     return apply_quantum_attention(_tiny_llama(), n_qubits=2)
 

@@ -266,7 +266,7 @@ def test_trainer_refuses_to_resume_from_a_truncated_optimizer(damaged, tmp_path)
 
 
 def test_trainer_refuses_a_checkpoint_with_another_quantum_config(checkpoint, tmp_path):
-    from hf_superpositional.patch import apply_quantum_attention
+    from hf_superpositional.attention.patch import apply_quantum_attention
     from tests.tiny_models import tiny_llama
 
     module = _script_module()

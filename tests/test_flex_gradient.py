@@ -19,15 +19,15 @@ import textwrap
 import pytest
 import torch
 
-from hf_superpositional.attention import quantum_attention_forward, quantum_flex_attention_forward
-from hf_superpositional.config import QuantumAttentionConfig
+from hf_superpositional.attention.interface import quantum_attention_forward, quantum_flex_attention_forward
+from hf_superpositional.attention.config import QuantumAttentionConfig
 from hf_superpositional.quantum.kernels.flex_gradient import (
     FlexScoreMask,
     circuit_gradient_sums,
     flex_circuit_gradient,
 )
-from hf_superpositional.modeling import QuantumCircuitParameters
-from hf_superpositional.patch import apply_quantum_attention
+from hf_superpositional.attention.circuit_module import QuantumCircuitParameters
+from hf_superpositional.attention.patch import apply_quantum_attention
 from tests.subprocess_env import REPO, repo_env
 from tests.tiny_models import tiny_input_ids, tiny_llama
 
@@ -246,7 +246,7 @@ def test_flex_model_training_gradients_equal_dense_model(flex_reference_on_cpu, 
 
 @pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
 def test_mask_builder_marks_only_plain_causal_masks(flex_reference_on_cpu):
-    from hf_superpositional.attention import kept_scores, quantum_flex_attention_mask
+    from hf_superpositional.attention.interface import kept_scores, quantum_flex_attention_mask
 
     plain = quantum_flex_attention_mask(2, 8, 8, attention_mask=torch.ones(2, 8, dtype=torch.bool))
     padded_mask = torch.ones(2, 8, dtype=torch.bool)

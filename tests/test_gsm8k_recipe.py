@@ -64,8 +64,8 @@ def tokenizer(rows):
 def tiny_model(tokenizer):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from hf_superpositional.config import QuantumAttentionConfig
-    from hf_superpositional.patch import apply_quantum_attention
+    from hf_superpositional.attention.config import QuantumAttentionConfig
+    from hf_superpositional.attention.patch import apply_quantum_attention
 
     torch.manual_seed(0)
     config = LlamaConfig(
@@ -395,7 +395,7 @@ def test_tiny_run_reloads_with_quantum_attention_and_evaluates(tiny_run, tmp_pat
     from transformers import AutoTokenizer
 
     from hf_superpositional.hub import load_trained_model
-    from hf_superpositional.patch import get_quantum_attention_config, quantum_circuit_modules
+    from hf_superpositional.attention.patch import get_quantum_attention_config, quantum_circuit_modules
 
     model = load_trained_model(tiny_run)
     config = get_quantum_attention_config(model)

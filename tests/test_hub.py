@@ -161,7 +161,7 @@ def test_training_details_record_what_the_optimizer_runs_with(tmp_path):
     from transformers import TrainingArguments
 
     import hf_superpositional  # noqa: F401
-    from hf_superpositional.config import QuantumAttentionConfig
+    from hf_superpositional.attention.config import QuantumAttentionConfig
     from tests.tiny_models import tiny_llama
 
     args = TrainingArguments(
@@ -205,7 +205,7 @@ def test_training_details_record_what_the_optimizer_runs_with(tmp_path):
 def test_push_to_hub_uploads_a_folder_that_reloads_with_quantum_attention(tmp_path, monkeypatch):
     import gsm8k_finetune
 
-    from hf_superpositional.patch import get_quantum_attention_config, quantum_circuit_modules
+    from hf_superpositional.attention.patch import get_quantum_attention_config, quantum_circuit_modules
 
     created, uploads = [], []
     capture = tmp_path / "hub"

@@ -34,12 +34,12 @@ import pytest
 import torch
 from torch import nn
 
-from hf_superpositional.attention import quantum_attention_forward
-from hf_superpositional.config import QuantumAttentionConfig
+from hf_superpositional.attention.interface import quantum_attention_forward
+from hf_superpositional.attention.config import QuantumAttentionConfig
 from hf_superpositional.quantum.simulation import circuit_readout
-from hf_superpositional.modeling import QuantumCircuitParameters
+from hf_superpositional.attention.circuit_module import QuantumCircuitParameters
 from hf_superpositional.optim import SuperpositionalAdamW
-from hf_superpositional.patch import apply_quantum_attention
+from hf_superpositional.attention.patch import apply_quantum_attention
 from tests.subprocess_env import repo_env
 from tests.tiny_models import tiny_input_ids, tiny_llama
 
@@ -232,7 +232,7 @@ def test_bf16_recipe_runs_on_cpu(tmp_path):
 @pytest.mark.parametrize("case", list(CASES))
 @pytest.mark.parametrize("implementation", ["quantum", "quantum_flex"])
 def test_circuit_term_is_float32_in_half_precision_attention_cuda(case, implementation):
-    from hf_superpositional.attention import quantum_flex_attention_forward
+    from hf_superpositional.attention.interface import quantum_flex_attention_forward
 
     attention = quantum_attention_forward if implementation == "quantum" else quantum_flex_attention_forward
     _check_large_logits(case, "cuda", attention)

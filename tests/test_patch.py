@@ -12,11 +12,11 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, HfArgumentParser
 
-from hf_superpositional.attention import register_quantum_attention
-from hf_superpositional.config import QuantumAttentionConfig
-from hf_superpositional.modeling import QuantumCircuitParameters
+from hf_superpositional.attention.interface import register_quantum_attention
+from hf_superpositional.attention.config import QuantumAttentionConfig
+from hf_superpositional.attention.circuit_module import QuantumCircuitParameters
 from hf_superpositional.naming import QUANTUM_CONFIG_KEY, QUANTUM_MODULE_NAME, is_quantum_parameter_name
-from hf_superpositional.patch import (
+from hf_superpositional.attention.patch import (
     SUPPORTED_MODEL_TYPES,
     apply_quantum_attention,
     get_quantum_attention_config,

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from transformers import TrainingArguments
 
-from hf_superpositional.config import QuantumAttentionConfig
+from hf_superpositional.attention.config import QuantumAttentionConfig
 from hf_superpositional.presets import GSM8K, gsm8k_training_arguments
 from hf_superpositional.recipe_args import (
     CompareArguments,

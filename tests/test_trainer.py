@@ -60,9 +60,9 @@ def unwrap(optimizer):
 
 def circuit_config(**kwargs):
     """A real QuantumAttentionConfig; skips the test while the attention stack is unavailable."""
-    pytest.importorskip("hf_superpositional.patch")
-    from hf_superpositional.attention import register_quantum_attention
-    from hf_superpositional.config import QuantumAttentionConfig
+    pytest.importorskip("hf_superpositional.attention.patch")
+    from hf_superpositional.attention.interface import register_quantum_attention
+    from hf_superpositional.attention.config import QuantumAttentionConfig
 
     register_quantum_attention()  # normally done by `import hf_superpositional`; idempotent
 

@@ -41,10 +41,10 @@ if str(REPO) not in sys.path:  # `tests.tiny_models` when launched as a script
     sys.path.insert(0, str(REPO))
 
 import hf_superpositional  # noqa: E402,F401  (registers optim names and quantum attention)
-from hf_superpositional.config import QuantumAttentionConfig  # noqa: E402
+from hf_superpositional.attention.config import QuantumAttentionConfig  # noqa: E402
 from hf_superpositional.naming import is_quantum_parameter_name  # noqa: E402
 from hf_superpositional.optim import SuperpositionalAdamW  # noqa: E402
-from hf_superpositional.patch import apply_quantum_attention  # noqa: E402
+from hf_superpositional.attention.patch import apply_quantum_attention  # noqa: E402
 from tests.tiny_models import tiny_input_ids, tiny_llama  # noqa: E402
 
 # per_head=True gives gates of shape [4]: with 2 ranks the global first 3 elements (n_qubits=3) span both

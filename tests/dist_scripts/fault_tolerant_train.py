@@ -33,8 +33,8 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 import hf_superpositional  # noqa: E402,F401
-from hf_superpositional.config import QuantumAttentionConfig  # noqa: E402
-from hf_superpositional.patch import apply_quantum_attention  # noqa: E402
+from hf_superpositional.attention.config import QuantumAttentionConfig  # noqa: E402
+from hf_superpositional.attention.patch import apply_quantum_attention  # noqa: E402
 from tests.tiny_models import tiny_input_ids, tiny_llama  # noqa: E402
 
 QUANTUM_CONFIG = QuantumAttentionConfig(n_qubits=2, depth=1, gate_init=1.0)

@@ -35,10 +35,10 @@ from transformers.masking_utils import (
     sdpa_mask,
 )
 
-from .naming import QUANTUM_MODULE_NAME
-from .quantum.kernels.flex import circuit_score_mod
-from .quantum.kernels.flex_gradient import FlexScoreMask, flex_circuit_gradient
-from .quantum.masks import apply_attention_mask, causal_mask_mod
+from ..naming import QUANTUM_ATTENTION, QUANTUM_FLEX_ATTENTION, QUANTUM_MODULE_NAME
+from ..quantum.kernels.flex import circuit_score_mod
+from ..quantum.kernels.flex_gradient import FlexScoreMask, flex_circuit_gradient
+from ..quantum.masks import apply_attention_mask, causal_mask_mod
 
 __all__ = [
     "QUANTUM_ATTENTION",
@@ -51,12 +51,6 @@ __all__ = [
     "register_quantum_attention",
     "unregister_quantum_attention",
 ]
-
-QUANTUM_ATTENTION = "quantum"
-"""``attn_implementation`` name of the dense (eager-maths) quantum attention."""
-
-QUANTUM_FLEX_ATTENTION = "quantum_flex"
-"""``attn_implementation`` name of the FlexAttention quantum attention."""
 
 # Set on a BlockMask built by quantum_flex_attention_mask when it is the causal mask, with or without key
 # padding (no offsets): the FlexScoreMask describing it, so that the circuit-gradient pass can use its fused
@@ -98,7 +92,7 @@ def quantum_attention_forward(
     """Eager attention plus the circuit term; signature and outputs of transformers' ``eager_attention_forward``.
 
     If ``module`` has a :data:`~hf_superpositional.naming.QUANTUM_MODULE_NAME` child (a
-    :class:`~hf_superpositional.modeling.QuantumCircuitParameters`), ``gate * Phi(x)`` is added to the logits
+    :class:`~hf_superpositional.attention.circuit_module.QuantumCircuitParameters`), ``gate * Phi(x)`` is added to the logits
     in float32; a module without one (a layer left out by ``QuantumAttentionConfig.layers``) computes plain
     eager attention. The softmax runs in float32, dropout only in training mode.
 
@@ -357,7 +351,7 @@ def register_quantum_attention() -> None:
     Idempotent; called by ``import hf_superpositional`` and undone by :func:`unregister_quantum_attention`.
     Afterwards ``model.set_attn_implementation("quantum")`` and ``from_pretrained(...,
     attn_implementation="quantum")`` are valid. Restoring circuits on ``from_pretrained`` is the loading
-    hooks' job (:func:`~hf_superpositional.patch.install_loading_hooks`).
+    hooks' job (:func:`~hf_superpositional.attention.loading.install_loading_hooks`).
 
     Example:
         >>> from transformers import AttentionInterface

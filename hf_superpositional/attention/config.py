@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .quantum.simulation import READOUTS
+from ..naming import QUANTUM_ATTENTION, QUANTUM_FLEX_ATTENTION
+from ..quantum.simulation import READOUTS
 
 __all__ = [
     "ATTN_IMPLEMENTATIONS",
@@ -29,8 +30,8 @@ SCORE_INPUTS = ("logit", "raw")
 CIRCUIT_BACKENDS = ("torch", "aer")
 """Who evaluates the circuit to get its Fourier coefficients: torch statevector or Qiskit Aer."""
 
-ATTN_IMPLEMENTATIONS = ("quantum", "quantum_flex")
-"""The names registered in transformers' ``AttentionInterface`` by :mod:`hf_superpositional.attention`."""
+ATTN_IMPLEMENTATIONS = (QUANTUM_ATTENTION, QUANTUM_FLEX_ATTENTION)
+"""The names registered in transformers' ``AttentionInterface`` by :mod:`hf_superpositional.attention.interface`."""
 
 
 @dataclass
@@ -53,7 +54,7 @@ class QuantumAttentionConfig:
         init_seed: seed of the deterministic angle initialisation (combined with the layer index).
 
     Example:
-        >>> from hf_superpositional.config import QuantumAttentionConfig
+        >>> from hf_superpositional.attention.config import QuantumAttentionConfig
         >>> cfg = QuantumAttentionConfig(n_qubits=2, depth=1, layers=[0])
         >>> QuantumAttentionConfig.from_dict(cfg.to_dict()) == cfg
         True
@@ -136,6 +137,21 @@ class QuantumAttentionConfig:
     def selects_layer(self, layer_idx: int) -> bool:
         """Whether decoder layer ``layer_idx`` gets a circuit."""
         return self.layers is None or layer_idx in self.layers
+
+    def parameter_shapes(self, num_heads: int) -> dict[str, tuple[int, ...]]:
+        """The shapes of one layer's circuit parameters, by name (``ry``, ``rz``, ``gate``).
+
+        Angles are ``[depth, n_qubits]`` (``[num_heads, depth, n_qubits]`` per head); the gate is ``[1]``
+        (``[num_heads]`` per head), never 0-D because FlexAttention cannot capture a learnable 0-D tensor.
+
+        Example:
+            >>> QuantumAttentionConfig(n_qubits=2, depth=3, per_head=True).parameter_shapes(num_heads=4)
+            {'ry': (4, 3, 2), 'rz': (4, 3, 2), 'gate': (4,)}
+        """
+        angles = (self.depth, self.n_qubits)
+        if self.per_head:
+            return {"ry": (num_heads, *angles), "rz": (num_heads, *angles), "gate": (num_heads,)}
+        return {"ry": angles, "rz": angles, "gate": (1,)}
 
     @property
     def num_frequencies(self) -> int:

@@ -1,6 +1,6 @@
 """``QuantumCircuitParameters``: the trainable circuit of one attention module (SPEC sections 2-4).
 
-A thin ``nn.Module`` over :mod:`hf_superpositional.functional.fourier`. It owns the learned angles
+A thin ``nn.Module`` over :mod:`hf_superpositional.quantum`. It owns the learned angles
 ``ry``/``rz`` and the ``gate`` of one attention layer and adds ``gate * Phi(x)`` to attention logits. The
 patch attaches one under the attribute :data:`~hf_superpositional.naming.QUANTUM_MODULE_NAME` of every
 patched attention module, so its parameters are named ``...self_attn.quantum_circuit.{ry,rz,gate}`` and the
@@ -21,11 +21,11 @@ import math
 import torch
 from torch import nn
 
+from ..quantum.fourier import fourier_coefficients
+from ..quantum.masks import apply_attention_mask
+from ..quantum.ops import add_circuit_term, circuit_attention_probs, circuit_softmax
+from ..quantum.series import readout_frequency
 from .config import QuantumAttentionConfig
-from .quantum.fourier import fourier_coefficients
-from .quantum.masks import apply_attention_mask
-from .quantum.ops import add_circuit_term, circuit_attention_probs, circuit_softmax
-from .quantum.series import readout_frequency
 
 __all__ = ["QuantumCircuitParameters", "circuit_init_seed"]
 
@@ -54,13 +54,13 @@ class QuantumCircuitParameters(nn.Module):
     lacks these keys is initialised the same way (transformers' init path calls :meth:`reset_parameters`).
 
     Args:
-        config: the :class:`~hf_superpositional.config.QuantumAttentionConfig`.
+        config: the :class:`~hf_superpositional.attention.config.QuantumAttentionConfig`.
         num_heads: attention (query) heads of the layer; used with ``per_head=True``.
         layer_idx: the decoder layer index (seeds the initialisation).
 
     Example:
         >>> import torch
-        >>> from hf_superpositional.config import QuantumAttentionConfig
+        >>> from hf_superpositional.attention.config import QuantumAttentionConfig
         >>> circuit = QuantumCircuitParameters(QuantumAttentionConfig(gate_init=0.5), num_heads=4, layer_idx=0)
         >>> circuit.coefficients().shape  # [2, K + 1] with K = n_qubits * depth = 8
         torch.Size([2, 9])
@@ -77,16 +77,12 @@ class QuantumCircuitParameters(nn.Module):
         self.quantum_config = config
         self.num_heads = num_heads
         self.layer_idx = int(layer_idx)
-        angle_shape = (config.depth, config.n_qubits)
-        gate_shape = (1,)
-        if config.per_head:
-            angle_shape = (num_heads, *angle_shape)
-            gate_shape = (num_heads,)
+        shapes = config.parameter_shapes(num_heads)
         # Explicit float32: transformers builds models under a default dtype of fp16/bf16 when asked to.
         # torch.empty follows the device context, so from_pretrained creates these on "meta" like the rest.
-        self.ry = nn.Parameter(torch.empty(angle_shape, dtype=torch.float32))
-        self.rz = nn.Parameter(torch.empty(angle_shape, dtype=torch.float32))
-        self.gate = nn.Parameter(torch.empty(gate_shape, dtype=torch.float32))
+        self.ry = nn.Parameter(torch.empty(shapes["ry"], dtype=torch.float32))
+        self.rz = nn.Parameter(torch.empty(shapes["rz"], dtype=torch.float32))
+        self.gate = nn.Parameter(torch.empty(shapes["gate"], dtype=torch.float32))
         self.reset_parameters()
 
     @property
@@ -134,7 +130,7 @@ class QuantumCircuitParameters(nn.Module):
         dtype = dtype or self._compute_dtype()
         ry, rz = self.ry.to(dtype), self.rz.to(dtype)
         if self.quantum_config.circuit_backend == "aer":
-            from .quantum.qiskit import aer_fourier_coefficients
+            from ..quantum.qiskit import aer_fourier_coefficients
 
             return aer_fourier_coefficients(ry, rz, self.quantum_config.readout)
         return fourier_coefficients(ry, rz, readout=self.quantum_config.readout)

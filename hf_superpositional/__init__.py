@@ -27,14 +27,18 @@ from .attention import (
     uninstall_loading_hooks,
     unregister_quantum_attention,
 )
-from .attention.patch import quantum_lora_config
-from .checkpoint import CheckpointError, last_complete_checkpoint, validate_checkpoint
-from .integration import (
+from .integrations import (
     QUANTUM_MOMENT_ADAMW,
     SUPERPOSITIONAL_ADAMW,
+    CheckpointError,
+    SuperpositionalTrainer,
+    last_complete_checkpoint,
+    load_trained_model,
+    quantum_lora_config,
     register_superpositional_optimizers,
     superpositional_optimizer_cls_and_kwargs,
     unregister_superpositional_optimizers,
+    validate_checkpoint,
 )
 from .naming import QUANTUM_CONFIG_KEY, QUANTUM_MODULE_NAME, is_quantum_parameter_name
 from .optim import SuperpositionalAdamW
@@ -46,7 +50,6 @@ from .presets import (
     text_classification_training_arguments,
 )
 from .quantum import add_circuit_term, circuit_kernel, fourier_coefficients, set_circuit_kernel
-from .trainer import SuperpositionalTrainer
 
 __version__ = "0.1.0"
 
@@ -86,6 +89,7 @@ __all__ = [
     "get_quantum_attention_config",
     "gsm8k_training_arguments",
     "is_quantum_parameter_name",
+    "load_trained_model",
     "parse_optim_args",
     "quantum_lora_config",
     "register_quantum_attention",

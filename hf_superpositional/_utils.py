@@ -10,7 +10,6 @@ from typing import Any
 
 __all__ = [
     "TESTED_TRANSFORMERS_VERSION",
-    "ArgumentsError",
     "did_you_mean",
     "parse_key_value_pairs",
     "require",
@@ -20,10 +19,6 @@ __all__ = [
 TESTED_TRANSFORMERS_VERSION = "5.23"
 """The transformers release whose private hooks (optimizer registry, loading path, push ignore patterns)
 this package was written and tested against."""
-
-
-class ArgumentsError(ValueError):
-    """A command-line flag, configuration file or arguments dataclass is invalid (the message says which and why)."""
 
 
 def parse_key_value_pairs(text: str, what: str) -> dict[str, str]:

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from transformers import TrainingArguments
 
-from .integration import SUPERPOSITIONAL_ADAMW, is_superpositional_optim, register_superpositional_optimizers
+from .integrations.transformers import SUPERPOSITIONAL_ADAMW, is_superpositional_optim, register_superpositional_optimizers
 from .optim.args import format_optim_args
 
 __all__ = [

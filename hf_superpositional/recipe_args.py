@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .integrations.transformers import ArgumentsError, check_optimizer_arguments
+
 __all__ = [
     "ASSISTANT_MASKS",
     "BUNDLED_DATASET",
@@ -58,8 +60,7 @@ DTYPES = ("float32", "bfloat16", "float16", "auto")
 MODEL_TYPES = ("llama", "mistral", "qwen2")
 
 
-class RecipeArgumentError(ValueError):
-    """A recipe argument or configuration file is invalid (the message says which and why)."""
+RecipeArgumentError = ArgumentsError  # one error class; recipe_args itself moves next (tasks tier)
 
 
 def _positive_or_none(name: str, value: Any, minimum: int = 1) -> None:
@@ -540,46 +541,6 @@ def _one_line_errors(parser: argparse.ArgumentParser) -> None:
     parser.error = error
 
 
-def check_optimizer_arguments(training_args: Any) -> None:
-    """Validate ``optim_args`` now when ``training_args.optim`` is one of this package's optimizers.
-
-    The Trainer only parses ``optim_args`` when it builds the optimizer, after the data is loaded and the
-    model built; a recipe calls this while parsing its arguments so a typo fails at once.
-
-    Args:
-        training_args: a ``TrainingArguments``; other ``optim`` values (``adamw_torch``...) are left to
-            transformers.
-
-    Raises:
-        RecipeArgumentError: the message of
-            :func:`~hf_superpositional.integration.superpositional_optimizer_cls_and_kwargs` (unknown or
-            malformed key, bad value, ``mode=update`` with ``quantum_moment_adamw``) or of the optimizer's
-            own validation (``quantum_weight=-1``, a negative ``learning_rate``...).
-
-    Example:
-        >>> from transformers import TrainingArguments
-        >>> args = TrainingArguments("out", optim="superpositional_adamw", optim_args="bogus=1")
-        >>> check_optimizer_arguments(args)  # doctest: +ELLIPSIS
-        Traceback (most recent call last):
-        ...
-        hf_superpositional.recipe_args.RecipeArgumentError: TrainingArguments: optim_args: unknown key 'bogus' ...
-    """
-    import torch
-
-    from .integration import is_superpositional_optim, superpositional_optimizer_cls_and_kwargs
-
-    if not is_superpositional_optim(training_args.optim):
-        return
-    try:
-        optimizer_cls, kwargs = superpositional_optimizer_cls_and_kwargs(training_args)
-        # The optimizer checks its hyper-parameters in __init__, whatever the device (fused kernels are only
-        # chosen at step time), so one placeholder tensor also catches what parsing alone lets through:
-        # quantum_weight=-1, n_qubits=0, a negative learning rate.
-        optimizer_cls([torch.zeros(1, requires_grad=True)], **kwargs)
-    except ValueError as error:
-        raise RecipeArgumentError(f"{type(training_args).__name__}: {error}") from None
-
-
 def check_model_path(model_path: str) -> None:
     """Reject a ``model_path`` that is neither an existing local path nor shaped like a Hub id.
 
@@ -598,7 +559,7 @@ def check_model_path(model_path: str) -> None:
         >>> check_model_path("/no/such/folder")
         Traceback (most recent call last):
         ...
-        hf_superpositional.recipe_args.RecipeArgumentError: `model_path` '/no/such/folder' not found (neither a local folder nor a Hub id).
+        hf_superpositional.integrations.transformers.ArgumentsError: `model_path` '/no/such/folder' not found (neither a local folder nor a Hub id).
     """
     if Path(model_path).exists():
         return

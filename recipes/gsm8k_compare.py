@@ -39,7 +39,7 @@ from hf_superpositional.recipe_args import (  # noqa: E402
     check_optimizer_arguments,
     parse_recipe_args,
 )
-from hf_superpositional.trainer import _unwrap_optimizer  # noqa: E402
+from hf_superpositional.integrations import unwrap_optimizer  # noqa: E402
 
 ARGUMENT_TYPES = (*finetune.ARGUMENT_TYPES, CompareArguments)
 
@@ -78,7 +78,7 @@ def run_arms(args: finetune.RecipeArgs, compare: CompareArguments, data: finetun
                 "arm": name,
                 "optim": optim,
                 "optim_args": optim_args,
-                "optimizer_class": type(_unwrap_optimizer(trainer.optimizer)).__name__,
+                "optimizer_class": type(unwrap_optimizer(trainer.optimizer)).__name__,
                 "mean_train_loss": results["train"]["train_loss"],
                 "final_logged_loss": losses[-1][1] if losses else None,
                 "eval_loss": eval_metrics["eval_loss"],

@@ -31,7 +31,7 @@ from typing import Any
 
 import hf_superpositional  # noqa: F401  (quantum attention and its loading hooks)
 from hf_superpositional.gsm8k import build_sft_dataset, evaluate_generation, mean_answer_loss
-from hf_superpositional.hub import load_trained_model
+from hf_superpositional.integrations.hub import load_trained_model
 from hf_superpositional.recipe_args import (
     DataArguments,
     EvaluationArguments,

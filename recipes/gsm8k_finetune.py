@@ -40,8 +40,9 @@ from transformers import TrainerCallback, TrainingArguments, set_seed
 import hf_superpositional  # noqa: F401  (registers optim names, quantum attention and the loading hooks)
 from hf_superpositional.attention.config import QuantumAttentionConfig
 from hf_superpositional.gsm8k import build_sft_dataset, evaluate_generation, pad_collate
-from hf_superpositional.hub import ModelCardInfo, RecipeTrainer
-from hf_superpositional.attention.patch import apply_quantum_attention, quantum_lora_config
+from hf_superpositional.integrations import ModelCardInfo, SuperpositionalTrainer
+from hf_superpositional.attention.patch import apply_quantum_attention
+from hf_superpositional.integrations.peft import quantum_lora_config
 from hf_superpositional.recipe_args import (
     DataArguments,
     GenerationEvalArguments,
@@ -157,7 +158,7 @@ def build_model(args: RecipeArgs, tokenizer) -> Any:
     base_dir = (Path(args.training.output_dir) / BASE_MODEL_DIR).resolve()
     if args.model.model_type is not None:
         # A base built from a config exists nowhere else: save it beside the adapter (it stays frozen under
-        # LoRA). RecipeTrainer records it relative to each saved adapter folder.
+        # LoRA). SuperpositionalTrainer records it relative to each saved adapter folder.
         if args.training.process_index == 0:
             model.save_pretrained(base_dir)
             tokenizer.save_pretrained(base_dir)
@@ -167,7 +168,7 @@ def build_model(args: RecipeArgs, tokenizer) -> Any:
     return peft_model
 
 
-def run(args: RecipeArgs, data: PreparedData) -> tuple[dict[str, Any], RecipeTrainer]:
+def run(args: RecipeArgs, data: PreparedData) -> tuple[dict[str, Any], SuperpositionalTrainer]:
     """Train, evaluate (held-out loss, generation accuracy), save or push; return the results and the Trainer."""
     training = args.training
     attached = _attach_log_file(training.output_dir, training.process_index == 0)
@@ -195,7 +196,7 @@ def run(args: RecipeArgs, data: PreparedData) -> tuple[dict[str, Any], RecipeTra
                 "assistant turn of the tokenizer's chat template; the loss covers the answer tokens only."
             ),
         )
-        trainer = RecipeTrainer(
+        trainer = SuperpositionalTrainer(
             model=model,
             args=training,
             train_dataset=data.train_dataset,

@@ -86,7 +86,7 @@ def _trainer_optimizer(optim, optim_args):
     def call(tmp):
         from transformers import TrainingArguments
 
-        from hf_superpositional.trainer import SuperpositionalTrainer
+        from hf_superpositional.integrations.trainer import SuperpositionalTrainer
         from tests.tiny_models import tiny_llama
 
         args = TrainingArguments(
@@ -101,7 +101,7 @@ def _training_arguments(**kwargs):
     def call(tmp):
         from transformers import TrainingArguments
 
-        from hf_superpositional.integration import superpositional_optimizer_cls_and_kwargs
+        from hf_superpositional.integrations.transformers import superpositional_optimizer_cls_and_kwargs
 
         superpositional_optimizer_cls_and_kwargs(
             TrainingArguments(str(tmp / "out"), report_to="none", **kwargs)

@@ -394,7 +394,7 @@ def test_tiny_offline_config_runs_end_to_end_under_accelerate(tiny_run):
 def test_tiny_run_reloads_with_quantum_attention_and_evaluates(tiny_run, tmp_path):
     from transformers import AutoTokenizer
 
-    from hf_superpositional.hub import load_trained_model
+    from hf_superpositional.integrations.hub import load_trained_model
     from hf_superpositional.attention.patch import get_quantum_attention_config, quantum_circuit_modules
 
     model = load_trained_model(tiny_run)
@@ -456,7 +456,8 @@ def _tiny_argv(output_dir, *extra):
 def test_lora_variant_saves_circuits_in_the_adapter_and_reloads_identically(tmp_path):
     from safetensors.torch import load_file
 
-    from hf_superpositional.hub import QUANTUM_ADAPTER_CONFIG_NAME, load_trained_model
+    from hf_superpositional.integrations.hub import load_trained_model
+    from hf_superpositional.integrations.peft import QUANTUM_ADAPTER_CONFIG_NAME
 
     argv = _tiny_argv(
         tmp_path,

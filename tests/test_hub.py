@@ -1,4 +1,4 @@
-"""Hub integration (hf_superpositional/hub.py): model card, the exact upload, reloading what was pushed.
+"""Hub integration (hf_superpositional/integrations/{hub,model_card}.py): model card, the exact upload, reloading what was pushed.
 
 No network: ``HfApi.create_repo`` and ``HfApi.upload_folder`` are replaced by fakes that record their
 arguments and materialise the upload with huggingface_hub's own file selection
@@ -19,18 +19,15 @@ import torch
 import yaml
 from huggingface_hub import HfApi, ModelCard, RepoUrl
 
-from hf_superpositional.hub import (
+from hf_superpositional.integrations.hub import TRAINER_PUSH_IGNORE_PATTERNS, files_to_upload, load_trained_model, stage_upload_folder
+from hf_superpositional.integrations.model_card import (
     CARD_BEGIN,
     CARD_END,
-    TRAINER_PUSH_IGNORE_PATTERNS,
     ModelCardInfo,
-    RecipeTrainer,
-    files_to_upload,
-    load_trained_model,
-    stage_upload_folder,
     training_details,
     update_model_card,
 )
+from hf_superpositional.integrations.trainer import SuperpositionalTrainer
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "recipes"))
@@ -175,7 +172,7 @@ def test_training_details_record_what_the_optimizer_runs_with(tmp_path):
         report_to=[],
         use_cpu=True,
     )
-    trainer = RecipeTrainer(
+    trainer = SuperpositionalTrainer(
         model=tiny_llama(), args=args, quantum_attention_config=QuantumAttentionConfig(n_qubits=2, depth=1)
     )
     before = training_details(trainer)  # no optimizer yet: read from the arguments

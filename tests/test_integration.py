@@ -14,8 +14,8 @@ import transformers.trainer_optimizer as hf_trainer_optimizer
 from transformers import HfArgumentParser, Trainer, TrainingArguments
 from transformers.training_args import OptimizerNames
 
-from hf_superpositional import integration
-from hf_superpositional.integration import (
+from hf_superpositional.integrations import transformers as integration
+from hf_superpositional.integrations.transformers import (
     QUANTUM_MOMENT_ADAMW,
     SUPERPOSITIONAL_ADAMW,
     register_superpositional_optimizers,

@@ -244,7 +244,7 @@ def test_fp16_trainer_skips_an_overflowing_step_on_cuda(tmp_path):
     """Trainer(fp16=True) on CUDA: accelerate's GradScaler skips the step whose gradients overflow."""
     from transformers import TrainerCallback, TrainingArguments
 
-    from hf_superpositional.trainer import SuperpositionalTrainer, _unwrap_optimizer
+    from hf_superpositional.integrations import SuperpositionalTrainer, unwrap_optimizer
 
     class Rows(torch.utils.data.Dataset):
         ids = tiny_input_ids(batch=16, length=8, seed=2)
@@ -268,7 +268,7 @@ def test_fp16_trainer_skips_an_overflowing_step_on_cuda(tmp_path):
 
     class Record(TrainerCallback):
         def on_step_end(self, args, state, control, model=None, optimizer=None, **kwargs):
-            opt = _unwrap_optimizer(optimizer)
+            opt = unwrap_optimizer(optimizer)
             seen.append(_snapshot(model, opt))
 
     args = TrainingArguments(

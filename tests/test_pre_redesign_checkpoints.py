@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 import hf_superpositional
-from hf_superpositional.hub import load_trained_model
+from hf_superpositional.integrations.hub import load_trained_model
 from tests.fixtures import pre_redesign as fixture
 
 

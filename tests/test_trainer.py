@@ -7,10 +7,10 @@ import torch
 import yaml
 from transformers import LlamaForCausalLM, Trainer, TrainerCallback, TrainingArguments
 
-from hf_superpositional.integration import register_superpositional_optimizers
+from hf_superpositional.integrations.transformers import register_superpositional_optimizers
 from hf_superpositional.naming import is_quantum_parameter_name
 from hf_superpositional.optim import SuperpositionalAdamW
-from hf_superpositional.trainer import MODEL_CARD_TAGS, SuperpositionalTrainer
+from hf_superpositional.integrations.trainer import MODEL_CARD_TAGS, SuperpositionalTrainer
 from tests.tiny_models import TINY_COMMON, tiny_llama
 
 register_superpositional_optimizers()

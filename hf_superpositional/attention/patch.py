@@ -32,7 +32,6 @@ __all__ = [
     "is_quantum_attention_applied",
     "keep_circuits_in_float32",
     "quantum_circuit_modules",
-    "quantum_lora_config",
     "remove_quantum_attention",
 ]
 
@@ -239,27 +238,3 @@ def remove_quantum_attention(model: nn.Module) -> nn.Module:
     if _PREVIOUS_ATTN_ATTR in model.__dict__:
         delattr(model, _PREVIOUS_ATTN_ATTR)
     return model
-
-
-def quantum_lora_config(**lora_kwargs: Any):
-    """A ``peft.LoraConfig`` whose ``modules_to_save`` includes the circuit modules (SPEC section 8).
-
-    PEFT saves only adapter weights and ``modules_to_save``: circuit parameters given ``requires_grad=True``
-    by hand would train but be silently left out of the saved adapter. Listed in ``modules_to_save``, each
-    ``quantum_circuit`` gets a trainable per-adapter copy that is saved with the adapter, reloaded by
-    ``PeftModel.from_pretrained`` and folded back by ``merge_and_unload``. Patch the base model first.
-
-    Args:
-        **lora_kwargs: any ``LoraConfig`` arguments; ``modules_to_save`` entries are kept and extended.
-
-    Example:
-        >>> from peft import get_peft_model
-        >>> model = apply_quantum_attention(base_model)  # doctest: +SKIP
-        >>> model = get_peft_model(model, quantum_lora_config(r=8, target_modules=["q_proj", "v_proj"]))  # doctest: +SKIP
-    """
-    from peft import LoraConfig
-
-    modules_to_save = list(lora_kwargs.pop("modules_to_save", None) or [])
-    if QUANTUM_MODULE_NAME not in modules_to_save:
-        modules_to_save.append(QUANTUM_MODULE_NAME)
-    return LoraConfig(modules_to_save=modules_to_save, **lora_kwargs)

@@ -94,7 +94,7 @@ def train_ddp(output_dir: str, per_device_batch: int) -> tuple[dict[str, torch.T
     """
     from transformers import TrainingArguments
 
-    from hf_superpositional.trainer import SuperpositionalTrainer
+    from hf_superpositional.integrations.trainer import SuperpositionalTrainer
 
     args = TrainingArguments(
         output_dir=output_dir,

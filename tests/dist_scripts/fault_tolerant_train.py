@@ -87,7 +87,7 @@ def training_arguments(output_dir: str, **overrides):
 
 def build_trainer(output_dir: str, model: torch.nn.Module | None = None, callbacks=None, **overrides):
     """The trainer the script runs (also used in-process by the tests for the bad-checkpoint cases)."""
-    from hf_superpositional.trainer import SuperpositionalTrainer
+    from hf_superpositional.integrations.trainer import SuperpositionalTrainer
 
     return SuperpositionalTrainer(
         model=build_model() if model is None else model,

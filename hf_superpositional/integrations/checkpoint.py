@@ -16,7 +16,7 @@ the run:
 :func:`validate_checkpoint` reads only file headers and the (small) optimizer state and raises
 :class:`CheckpointError` -- a ``ValueError`` whose message names the file and the mismatch -- for each of these.
 :func:`last_complete_checkpoint` picks the newest checkpoint that was completely written.
-:class:`~hf_superpositional.trainer.SuperpositionalTrainer` runs both in ``train(resume_from_checkpoint=...)``
+:class:`~hf_superpositional.integrations.trainer.SuperpositionalTrainer` runs both in ``train(resume_from_checkpoint=...)``
 (via :func:`validate_resume_checkpoint`); with the stock ``Trainer`` call them yourself before ``train``.
 """
 
@@ -38,7 +38,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from .naming import QUANTUM_CONFIG_KEY, QUANTUM_MODULE_NAME, is_quantum_parameter_name
+from ..attention import QuantumAttentionConfig, get_quantum_attention_config
+from ..naming import QUANTUM_CONFIG_KEY, QUANTUM_MODULE_NAME, is_quantum_parameter_name
+from ..optim import SuperpositionalAdamW
+from .transformers import superpositional_kwargs_of
 
 __all__ = [
     "QUANTUM_STRUCTURE_FIELDS",
@@ -257,7 +260,6 @@ def _check_quantum_weights(
     folder: Path, config: Mapping[str, Any], shapes: Mapping[str, tuple[int, ...]], where: Mapping[str, Path]
 ) -> dict[str, Any] | None:
     """The checkpoint's own consistency: ``config.json``'s quantum_attention entry against the circuit tensors."""
-    from .attention.config import QuantumAttentionConfig
 
     config_path = folder / CONFIG
     raw = config.get(QUANTUM_CONFIG_KEY)
@@ -311,8 +313,6 @@ def _check_against_model(
     where: Mapping[str, Path],
     is_adapter: bool,
 ) -> None:
-    from .attention.config import QuantumAttentionConfig
-    from .attention.patch import get_quantum_attention_config
 
     model_cfg = get_quantum_attention_config(model)
     ckpt_cfg = None if checkpoint_quantum is None else QuantumAttentionConfig.from_dict(checkpoint_quantum)
@@ -454,8 +454,6 @@ def _check_optimizer(
                 "of the model being trained has: it belongs to a different model or quantum config."
             )
     if optimizer_kwargs:
-        from .optim import SuperpositionalAdamW
-
         wanted = {
             name: parameter.default
             for name, parameter in inspect.signature(SuperpositionalAdamW).parameters.items()
@@ -524,7 +522,7 @@ def validate_checkpoint(
         >>> validate_checkpoint("/nonexistent/checkpoint-4")
         Traceback (most recent call last):
         ...
-        hf_superpositional.checkpoint.CheckpointError: /nonexistent/checkpoint-4: checkpoint folder does not exist.
+        hf_superpositional.integrations.checkpoint.CheckpointError: /nonexistent/checkpoint-4: checkpoint folder does not exist.
     """
     folder = Path(checkpoint_dir)
     if not folder.is_dir():
@@ -575,20 +573,6 @@ def validate_checkpoint(
     return report
 
 
-def _optimizer_kwargs_of(trainer: Any) -> dict[str, Any] | None:
-    from .integration import is_superpositional_optim, superpositional_optimizer_cls_and_kwargs
-    from .optim import SuperpositionalAdamW
-
-    cls_and_kwargs = getattr(trainer, "optimizer_cls_and_kwargs", None)
-    if cls_and_kwargs is not None:
-        cls, kwargs = cls_and_kwargs
-        return dict(kwargs) if isinstance(cls, type) and issubclass(cls, SuperpositionalAdamW) else None
-    args = getattr(trainer, "args", None)
-    if args is not None and is_superpositional_optim(args.optim):
-        return superpositional_optimizer_cls_and_kwargs(args)[1]
-    return None
-
-
 def validate_resume_checkpoint(trainer: Any, resume_from_checkpoint: str | bool | None) -> str | None:
     """Resolve and check what ``trainer.train(resume_from_checkpoint=...)`` is about to load.
 
@@ -623,7 +607,7 @@ def validate_resume_checkpoint(trainer: Any, resume_from_checkpoint: str | bool 
     report = validate_checkpoint(
         path,
         trainer.model,
-        optimizer_kwargs=_optimizer_kwargs_of(trainer),
+        optimizer_kwargs=superpositional_kwargs_of(trainer),
         world_size=getattr(args, "world_size", 1),
         process_index=getattr(args, "process_index", 0),
     )

@@ -9,7 +9,11 @@ On top of ``Trainer`` it:
   regularisation but a bias towards one particular circuit;
 - adds cheap ``quantum/...`` values to the training logs: the optimizer's last-step diagnostics (when the
   optimizer is SuperpositionalAdamW with ``track_diagnostics``) and statistics of the attention gates;
-- tags the model card.
+- writes a complete model card (:mod:`.model_card`: tags, base model and dataset, every optimizer
+  hyper-parameter, the quantum-attention configuration, LoRA settings, results, a loading snippet);
+- saves the quantum configuration next to every PEFT adapter it saves, checkpoints included
+  (:func:`~hf_superpositional.integrations.peft.save_adapter_quantum_config`), so the adapter reloads with
+  its circuits.
 
 Everything else (optimizer choice through ``optim``, schedulers, checkpoints, resume, distributed) is the
 stock Trainer's. With ``optim`` not ours it is the stock Trainer plus the circuit param group.
@@ -17,6 +21,7 @@ stock Trainer's. With ``optim`` not ours it is the stock Trainer plus the circui
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,8 +29,13 @@ from torch import nn
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import IntervalStrategy
 
-from .integration import is_superpositional_optim
-from .naming import QUANTUM_CONFIG_KEY, is_quantum_parameter_name
+from .._utils import unwrap_optimizer
+from ..attention import apply_quantum_attention
+from ..naming import QUANTUM_CONFIG_KEY, is_quantum_parameter_name
+from .checkpoint import validate_resume_checkpoint
+from .model_card import ModelCardInfo, is_hub_id, training_details, update_model_card
+from .peft import save_adapter_quantum_config
+from .transformers import uses_superpositional_optimizer
 
 __all__ = ["MODEL_CARD_TAGS", "SuperpositionalTrainer"]
 
@@ -36,16 +46,6 @@ MODEL_CARD_TAGS = {
 }
 """Model-card tags: always ``library``; ``optimizer`` when SuperpositionalAdamW trains; ``attention`` when the
 model has quantum attention."""
-
-
-def _unwrap_optimizer(optimizer: Any) -> Any:
-    # accelerate's AcceleratedOptimizer (itself a torch Optimizer) keeps the real optimizer in `.optimizer`.
-    for _ in range(8):
-        inner = getattr(optimizer, "optimizer", None)
-        if not isinstance(inner, torch.optim.Optimizer):
-            break
-        optimizer = inner
-    return optimizer
 
 
 def _full(param: torch.Tensor) -> torch.Tensor:
@@ -77,7 +77,7 @@ class _QuantumDiagnosticsCallback(TrainerCallback):
 
     def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         trainer = self.trainer
-        optimizer = _unwrap_optimizer(trainer.optimizer)
+        optimizer = unwrap_optimizer(trainer.optimizer)
         if optimizer is None or not hasattr(optimizer, "track_diagnostics"):
             return
         if trainer._user_tracks_diagnostics is None:
@@ -87,7 +87,7 @@ class _QuantumDiagnosticsCallback(TrainerCallback):
         optimizer.track_diagnostics = self._will_log(args, state, state.global_step + 1)
 
     def on_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        optimizer = _unwrap_optimizer(self.trainer.optimizer)
+        optimizer = unwrap_optimizer(self.trainer.optimizer)
         if getattr(optimizer, "track_diagnostics", False):
             # global_step is incremented after this event: the diagnostics belong to step global_step + 1.
             self.trainer._diagnostics_step = state.global_step + 1
@@ -109,6 +109,9 @@ class SuperpositionalTrainer(Trainer):
         quantum_attention_config: a :class:`~hf_superpositional.attention.config.QuantumAttentionConfig`; when given, the
             model (or each model ``model_init`` returns) is patched with
             :func:`hf_superpositional.attention.patch.apply_quantum_attention` before the Trainer sees it.
+        model_card_info: a :class:`~hf_superpositional.integrations.model_card.ModelCardInfo` (base model,
+            dataset, results...) for the model card; its ``results`` can be filled in after evaluation,
+            before ``push_to_hub`` / ``create_model_card``.
         **trainer_kwargs: further keyword ``Trainer`` arguments.
 
     Example:
@@ -126,10 +129,12 @@ class SuperpositionalTrainer(Trainer):
         args: Any = None,
         *trainer_args: Any,
         quantum_attention_config: Any = None,
+        model_card_info: ModelCardInfo | None = None,
         **trainer_kwargs: Any,
     ) -> None:
         # Set before Trainer.__init__, which may already call `call_model_init`.
         self.quantum_attention_config = quantum_attention_config
+        self.model_card_info = model_card_info
         self._user_tracks_diagnostics: bool | None = None
         self._diagnostics_step: int | None = None
         if model is not None and quantum_attention_config is not None:
@@ -143,10 +148,6 @@ class SuperpositionalTrainer(Trainer):
     # ---- quantum attention ----
 
     def _apply_quantum_attention(self, model: nn.Module) -> nn.Module:
-        # Imported here: the attention stack (Fourier compilation, AttentionInterface registration) is only
-        # needed by users who ask for it.
-        from .attention.patch import apply_quantum_attention
-
         return apply_quantum_attention(model, self.quantum_attention_config)
 
     def call_model_init(self, trial: Any = None) -> nn.Module:
@@ -168,8 +169,6 @@ class SuperpositionalTrainer(Trainer):
         that does not match the weights or the model raises ``CheckpointError`` naming the file and the
         mismatch, where the stock Trainer would resume with silently re-initialised state.
         """
-        from .checkpoint import validate_resume_checkpoint
-
         resume_from_checkpoint = validate_resume_checkpoint(self, resume_from_checkpoint)
         return super().train(resume_from_checkpoint, *args, **kwargs)
 
@@ -213,12 +212,12 @@ class SuperpositionalTrainer(Trainer):
         if self._user_tracks_diagnostics is None:
             # Recorded once, before the diagnostics callback first touches the flag.
             self._user_tracks_diagnostics = bool(
-                getattr(_unwrap_optimizer(self.optimizer), "track_diagnostics", False)
+                getattr(unwrap_optimizer(self.optimizer), "track_diagnostics", False)
             )
         return optimizer
 
     def _split_quantum_group(self, model: nn.Module) -> None:
-        optimizer = _unwrap_optimizer(self.optimizer)
+        optimizer = unwrap_optimizer(self.optimizer)
         if optimizer is None or len(optimizer.state) > 0:
             return
         quantum = {
@@ -249,7 +248,7 @@ class SuperpositionalTrainer(Trainer):
         the attention gates.
         """
         values: dict[str, float] = {}
-        optimizer = _unwrap_optimizer(self.optimizer)
+        optimizer = unwrap_optimizer(self.optimizer)
         diagnostics = getattr(optimizer, "last_step_diagnostics", None)
         # Only report norms measured at the step being logged, never stale ones from an earlier step.
         if callable(diagnostics) and self._diagnostics_step == self.state.global_step:
@@ -276,17 +275,6 @@ class SuperpositionalTrainer(Trainer):
 
     # ---- model card ----
 
-    def _uses_superpositional_optimizer(self) -> bool:
-        from .optim import SuperpositionalAdamW
-
-        if self.args is not None and is_superpositional_optim(self.args.optim):
-            return True
-        if self.optimizer_cls_and_kwargs is not None:
-            cls = self.optimizer_cls_and_kwargs[0]
-            if isinstance(cls, type) and issubclass(cls, SuperpositionalAdamW):
-                return True
-        return isinstance(_unwrap_optimizer(self.optimizer), SuperpositionalAdamW)
-
     def _has_quantum_attention(self) -> bool:
         if self.model is None:
             return False
@@ -297,7 +285,7 @@ class SuperpositionalTrainer(Trainer):
 
     def _model_tags(self, include_optimizer: bool = True) -> list[str]:
         tags = [MODEL_CARD_TAGS["library"]]
-        if include_optimizer and self._uses_superpositional_optimizer():
+        if include_optimizer and uses_superpositional_optimizer(self):
             tags.append(MODEL_CARD_TAGS["optimizer"])
         if self._has_quantum_attention():
             tags.append(MODEL_CARD_TAGS["attention"])
@@ -310,11 +298,41 @@ class SuperpositionalTrainer(Trainer):
         tags: str | list[str] | None = None,
         **kwargs: Any,
     ) -> None:
-        """``Trainer.create_model_card`` with this package's tags added to ``tags``.
+        """``Trainer.create_model_card`` with this package's tags, metadata and section added.
 
-        Adds ``hf_superpositional`` always, ``superpositional-gradient-descent`` when SuperpositionalAdamW
-        trains, and ``quantum-attention`` when the model has circuit parameters.
+        Tags: ``hf_superpositional`` always, ``superpositional-gradient-descent`` when SuperpositionalAdamW
+        trains, ``quantum-attention`` when the model has circuit parameters. From ``model_card_info``: the base
+        model and dataset (as card metadata when they are Hub ids). Then the section of
+        :func:`~hf_superpositional.integrations.model_card.render_model_card_section`.
         """
+        info = self.model_card_info or ModelCardInfo()
+        # Only Hub ids go into the Trainer's metadata: the Hub rejects a `base_model` that is no repo.
+        if is_hub_id(info.base_model):
+            kwargs.setdefault("finetuned_from", info.base_model)
+        if is_hub_id(info.dataset) and "dataset" not in kwargs:
+            kwargs.setdefault("dataset_tags", info.dataset)
+            kwargs["dataset"] = info.dataset
+            if info.dataset_config:
+                kwargs.setdefault("dataset_args", info.dataset_config)
         merged = [tags] if isinstance(tags, str) else list(tags or [])
         merged += [tag for tag in self._model_tags() if tag not in merged]
         super().create_model_card(language=language, license=license, tags=merged, **kwargs)
+        if not self.is_world_process_zero():
+            return
+        repo_id = getattr(self, "hub_model_id", None) or self.args.hub_model_id
+        update_model_card(
+            Path(self.args.output_dir) / "README.md", info, training_details(self), repo_id, self._model_tags()
+        )
+
+    # ---- saving ----
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """``Trainer.save_model``, then, for a PEFT model, the quantum configuration next to the adapter.
+
+        ``Trainer`` saves checkpoints through this method too, so every saved adapter reloads with its
+        circuits (:func:`hf_superpositional.load_trained_model`).
+        """
+        super().save_model(output_dir, _internal_call=_internal_call)
+        if self.args.should_save:
+            model = self.accelerator.unwrap_model(self.model) if hasattr(self, "accelerator") else self.model
+            save_adapter_quantum_config(model, output_dir if output_dir is not None else self.args.output_dir)

@@ -24,18 +24,23 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from ._utils import TESTED_TRANSFORMERS_VERSION, parse_key_value_pairs
-from .optim.args import VALID_OPTIM_ARG_KEYS, parse_optim_args, validate_optim_kwargs
+from .._utils import TESTED_TRANSFORMERS_VERSION, parse_key_value_pairs, unwrap_optimizer
+from ..optim import SuperpositionalAdamW
+from ..optim.args import VALID_OPTIM_ARG_KEYS, parse_optim_args, validate_optim_kwargs
 
 __all__ = [
     "OPTIMIZER_NAMES",
+    "ArgumentsError",
     "QUANTUM_MOMENT_ADAMW",
     "SUPERPOSITIONAL_ADAMW",
     "TESTED_TRANSFORMERS_VERSION",
+    "check_optimizer_arguments",
     "is_superpositional_optim",
+    "superpositional_kwargs_of",
     "register_superpositional_optimizers",
     "superpositional_optimizer_cls_and_kwargs",
     "unregister_superpositional_optimizers",
+    "uses_superpositional_optimizer",
 ]
 
 SUPERPOSITIONAL_ADAMW = "superpositional_adamw"
@@ -46,6 +51,11 @@ QUANTUM_MOMENT_ADAMW = "quantum_moment_adamw"
 
 OPTIMIZER_NAMES: tuple[str, ...] = (SUPERPOSITIONAL_ADAMW, QUANTUM_MOMENT_ADAMW)
 """Every ``optim`` name this package registers."""
+
+
+class ArgumentsError(ValueError):
+    """Training arguments, a command-line flag or a configuration file are invalid (the message says which
+    and why). Scripts answer it with one error line and exit status 2."""
 
 
 # Enum member names, following OptimizerNames' own UPPER_CASE convention.
@@ -88,10 +98,10 @@ def superpositional_optimizer_cls_and_kwargs(
         args: a ``TrainingArguments`` (or ``None``). When given, ``lr``, ``betas``, ``eps`` and
             ``weight_decay`` come from ``learning_rate``, ``adam_beta1``/``adam_beta2``, ``adam_epsilon`` and
             ``weight_decay``, and ``args.optim_args`` is parsed with
-            :func:`~hf_superpositional.optim_args.parse_optim_args`. ``args.optim == "quantum_moment_adamw"``
+            :func:`~hf_superpositional.optim.args.parse_optim_args`. ``args.optim == "quantum_moment_adamw"``
             forces ``mode="moment"``.
         **optim_kwargs: explicit SuperpositionalAdamW arguments, overriding the above: any of
-            ``lr, betas, eps, weight_decay`` and of :data:`~hf_superpositional.optim_args.VALID_OPTIM_ARG_KEYS`.
+            ``lr, betas, eps, weight_decay`` and of :data:`~hf_superpositional.optim.args.VALID_OPTIM_ARG_KEYS`.
 
     Returns:
         ``(SuperpositionalAdamW, kwargs)`` ready for ``optimizer_cls(param_groups, **kwargs)``.
@@ -106,8 +116,6 @@ def superpositional_optimizer_cls_and_kwargs(
         >>> cls_and_kwargs = superpositional_optimizer_cls_and_kwargs(args, quantum_weight=0.5)
         >>> trainer = Trainer(model=model, args=args, optimizer_cls_and_kwargs=cls_and_kwargs)  # doctest: +SKIP
     """
-    from .optim import SuperpositionalAdamW
-
     unknown = sorted(set(optim_kwargs) - set(_ADAM_KEYS) - set(VALID_OPTIM_ARG_KEYS))
     if unknown:
         raise ValueError(
@@ -138,6 +146,69 @@ def superpositional_optimizer_cls_and_kwargs(
             )
         kwargs["mode"] = "moment"
     return SuperpositionalAdamW, kwargs
+
+
+def check_optimizer_arguments(training_args: Any) -> None:
+    """Validate ``optim_args`` now when ``training_args.optim`` is one of this package's optimizers.
+
+    The Trainer only parses ``optim_args`` when it builds the optimizer, after the data is loaded and the
+    model built; a script calls this while parsing its arguments so a typo fails at once.
+
+    Args:
+        training_args: a ``TrainingArguments``; other ``optim`` values (``adamw_torch``...) are left to
+            transformers.
+
+    Raises:
+        ArgumentsError: the message of :func:`superpositional_optimizer_cls_and_kwargs` (unknown or malformed
+            key, bad value, ``mode=update`` with ``quantum_moment_adamw``) or of the optimizer's own validation
+            (``quantum_weight=-1``, a negative ``learning_rate``...).
+
+    Example:
+        >>> from transformers import TrainingArguments
+        >>> args = TrainingArguments("out", optim="superpositional_adamw", optim_args="bogus=1")
+        >>> check_optimizer_arguments(args)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        hf_superpositional.integrations.transformers.ArgumentsError: TrainingArguments: optim_args: unknown key 'bogus' ...
+    """
+    import torch
+
+    if not is_superpositional_optim(training_args.optim):
+        return
+    try:
+        optimizer_cls, kwargs = superpositional_optimizer_cls_and_kwargs(training_args)
+        # The optimizer checks its hyper-parameters in __init__, whatever the device (fused kernels are only
+        # chosen at step time), so one placeholder tensor also catches what parsing alone lets through:
+        # quantum_weight=-1, n_qubits=0, a negative learning rate.
+        optimizer_cls([torch.zeros(1, requires_grad=True)], **kwargs)
+    except ValueError as error:
+        raise ArgumentsError(f"{type(training_args).__name__}: {error}") from None
+
+
+def superpositional_kwargs_of(trainer: Any) -> dict[str, Any] | None:
+    """The SuperpositionalAdamW keyword arguments a Trainer is set up to build, or ``None`` if it builds
+    another optimizer.
+
+    Read from ``trainer.optimizer_cls_and_kwargs`` when that names SuperpositionalAdamW (or a subclass), else
+    from ``trainer.args`` when its ``optim`` is one of this package's names. An optimizer object passed to the
+    Trainer is not looked at (its settings are its own): see :func:`uses_superpositional_optimizer`.
+    """
+    cls_and_kwargs = getattr(trainer, "optimizer_cls_and_kwargs", None)
+    if cls_and_kwargs is not None:
+        cls, kwargs = cls_and_kwargs
+        return dict(kwargs) if isinstance(cls, type) and issubclass(cls, SuperpositionalAdamW) else None
+    args = getattr(trainer, "args", None)
+    if args is not None and is_superpositional_optim(args.optim):
+        return superpositional_optimizer_cls_and_kwargs(args)[1]
+    return None
+
+
+def uses_superpositional_optimizer(trainer: Any) -> bool:
+    """Whether a Trainer trains (or will train) with SuperpositionalAdamW: by its arguments, by its
+    ``optimizer_cls_and_kwargs``, or because the optimizer it holds is one (accelerate's wrapper unwrapped)."""
+    if superpositional_kwargs_of(trainer) is not None:
+        return True
+    return isinstance(unwrap_optimizer(getattr(trainer, "optimizer", None)), SuperpositionalAdamW)
 
 
 def _superpositional_handler(ctx: Any) -> tuple[type, dict]:
@@ -272,7 +343,7 @@ def register_superpositional_optimizers(*, on_missing: str = "raise") -> bool:
 
     Afterwards ``TrainingArguments(optim="superpositional_adamw", optim_args="quantum_weight=0.5")`` is valid,
     ``HfArgumentParser`` parsers created afterwards accept ``--optim superpositional_adamw``, and the stock
-    ``Trainer`` builds :class:`~hf_superpositional.optim.SuperpositionalAdamW`. Idempotent. Called by
+    ``Trainer`` builds :class:`~hf_superpositional.optim.adamw.SuperpositionalAdamW`. Idempotent. Called by
     ``import hf_superpositional``.
 
     Args:

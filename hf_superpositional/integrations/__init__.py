@@ -1,0 +1,40 @@
+"""The Hugging Face integration tier: the optimizer names in transformers, ``SuperpositionalTrainer``,
+checkpoint validation, PEFT, the model card and the Hub.
+
+- :mod:`.transformers`: ``optim="superpositional_adamw"`` in ``TrainingArguments`` (and its undo);
+- :mod:`.trainer`: ``SuperpositionalTrainer``;
+- :mod:`.checkpoint`: checks a checkpoint before resuming from it;
+- :mod:`.peft`: LoRA adapters that keep their circuits;
+- :mod:`.model_card`: the model card's section;
+- :mod:`.hub`: the exact upload and ``load_trained_model``.
+"""
+
+from .._utils import unwrap_optimizer
+from .checkpoint import CheckpointError, last_complete_checkpoint, validate_checkpoint
+from .hub import load_trained_model
+from .model_card import ModelCardInfo
+from .peft import quantum_lora_config
+from .trainer import SuperpositionalTrainer
+from .transformers import (
+    QUANTUM_MOMENT_ADAMW,
+    SUPERPOSITIONAL_ADAMW,
+    register_superpositional_optimizers,
+    superpositional_optimizer_cls_and_kwargs,
+    unregister_superpositional_optimizers,
+)
+
+__all__ = [
+    "QUANTUM_MOMENT_ADAMW",
+    "SUPERPOSITIONAL_ADAMW",
+    "CheckpointError",
+    "ModelCardInfo",
+    "SuperpositionalTrainer",
+    "last_complete_checkpoint",
+    "load_trained_model",
+    "quantum_lora_config",
+    "register_superpositional_optimizers",
+    "superpositional_optimizer_cls_and_kwargs",
+    "unregister_superpositional_optimizers",
+    "unwrap_optimizer",
+    "validate_checkpoint",
+]

@@ -43,7 +43,7 @@ from .integrations import (
 from .naming import QUANTUM_CONFIG_KEY, QUANTUM_MODULE_NAME, is_quantum_parameter_name
 from .optim import SuperpositionalAdamW
 from .optim.args import VALID_OPTIM_ARG_KEYS, format_optim_args, parse_optim_args
-from .presets import (
+from .reproduction.presets import (
     GSM8K,
     TEXT_CLASSIFICATION,
     gsm8k_training_arguments,
@@ -55,9 +55,9 @@ __version__ = "0.1.0"
 
 # Heavier or optional pieces load on first use: evaluate (metrics) and qiskit (circuits).
 _LAZY = {
-    "GSM8KAccuracy": "hf_superpositional.metrics.gsm8k_accuracy",
-    "gsm8k_compute_metrics": "hf_superpositional.metrics.gsm8k_accuracy",
-    "GSM8K_ACCURACY_DIR": "hf_superpositional.metrics.gsm8k_accuracy",
+    "GSM8KAccuracy": "hf_superpositional.tasks.gsm8k.metric",
+    "gsm8k_compute_metrics": "hf_superpositional.tasks.gsm8k.metric",
+    "GSM8K_ACCURACY_DIR": "hf_superpositional.tasks.gsm8k.metric",
     "build_circuit": "hf_superpositional.quantum.qiskit",
 }
 

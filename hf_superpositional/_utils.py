@@ -58,14 +58,14 @@ def parse_key_value_pairs(text: str, what: str) -> dict[str, str]:
 
 
 def did_you_mean(name: str, candidates: Iterable[str], cutoff: float = 0.6) -> str:
-    """``" (did you mean 'x' or 'y'?)"`` for the candidates closest to ``name``, or ``""`` when none is close.
+    """``"did you mean 'x' or 'y'?"`` for the candidates closest to ``name``, or ``""`` when none is close.
 
     Example:
         >>> did_you_mean("n_qubit", ["n_qubits", "depth"])
-        " (did you mean 'n_qubits'?)"
+        "did you mean 'n_qubits'?"
     """
     close = difflib.get_close_matches(name, sorted(candidates), n=3, cutoff=cutoff)
-    return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+    return f"did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
 
 
 def require(module: str, purpose: str, install: str) -> Any:

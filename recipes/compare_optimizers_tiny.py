@@ -25,9 +25,17 @@ from datasets import Dataset
 from transformers import LlamaConfig, LlamaForCausalLM, Trainer, TrainingArguments, set_seed
 
 import hf_superpositional  # noqa: F401  (registers optim="superpositional_adamw")
-from hf_superpositional.gsm8k import bundled_gsm8k_path, pad_collate, read_gsm8k_jsonl, tokenize_for_sft
-from hf_superpositional.recipe_args import RecipeArgumentError, check_optimizer_arguments, parse_recipe_args
-from hf_superpositional.tokenizer import train_offline_tokenizer
+from hf_superpositional.cli import ArgumentsError, parse_args_and_config
+from hf_superpositional.integrations.transformers import check_optimizer_arguments
+from hf_superpositional.reproduction.reporting import plot_loss_curves
+from hf_superpositional.tasks.gsm8k.arguments import arm_name, parse_arm
+from hf_superpositional.tasks.gsm8k.data import (
+    bundled_gsm8k_path,
+    pad_collate,
+    read_gsm8k_jsonl,
+    tokenize_for_sft,
+)
+from hf_superpositional.tasks.gsm8k.tokenizer import train_offline_tokenizer
 
 
 @dataclass
@@ -65,24 +73,16 @@ class DemoArguments:
             raise ValueError(f"--learning_rate must be > 0, got {self.learning_rate}")
 
 
-def parse_arm(spec: str) -> tuple[str, str | None]:
-    optim, _, optim_args = spec.partition(":")
-    return optim.strip(), (optim_args.replace(";", ",").strip() or None)
-
-
-def arm_name(optim: str, optim_args: str | None) -> str:
-    return optim if optim_args is None else f"{optim}({optim_args})"
+def demo_arms(demo: DemoArguments) -> list[tuple[str, str | None]]:
+    """``(optim, optim_args)`` of every ``--arms`` entry (``;`` inside an entry separates ``optim_args`` keys)."""
+    return [parse_arm(spec.replace(";", ",")) for spec in demo.arms.split(",")]
 
 
 def training_arguments(demo: DemoArguments, optim: str, optim_args: str | None) -> TrainingArguments:
     """The TrainingArguments of one arm (only ``optim`` / ``optim_args`` differ between arms)."""
     name = arm_name(optim, optim_args)
     return TrainingArguments(
-        output_dir=str(
-            Path(demo.output_dir)
-            / "runs"
-            / name.replace("=", "").replace(",", "_").replace("(", "_").rstrip(")")
-        ),
+        output_dir=str(Path(demo.output_dir) / "runs" / name),
         optim=optim,
         optim_args=optim_args,
         learning_rate=demo.learning_rate,
@@ -109,15 +109,15 @@ def parse_arguments(argv: list[str] | None = None, prog: str = "compare_optimize
     """``DemoArguments`` from the command line (or ``--config file.yaml``), every arm checked up front.
 
     Raises:
-        RecipeArgumentError: an invalid value, or an arm whose optimizer name or ``optim_args`` is bad (found
+        ArgumentsError: an invalid value, or an arm whose optimizer name or ``optim_args`` is bad (found
             now, not after the arms before it have trained). Unknown or abbreviated flags exit with status 2.
     """
-    (demo,) = parse_recipe_args((DemoArguments,), argv, prog=prog)
-    for spec in demo.arms.split(","):
+    (demo,) = parse_args_and_config((DemoArguments,), argv, prog=prog)
+    for spec, arm in zip(demo.arms.split(","), demo_arms(demo), strict=True):
         try:
-            check_optimizer_arguments(training_arguments(demo, *parse_arm(spec)))
+            check_optimizer_arguments(training_arguments(demo, *arm))
         except ValueError as error:
-            raise RecipeArgumentError(f"--arms entry {spec!r}: {error}") from None
+            raise ArgumentsError(f"--arms entry {spec!r}: {error}") from None
     return demo
 
 
@@ -180,23 +180,12 @@ def write_outputs(demo: DemoArguments, results: list[dict]) -> str:
         f"{table}\n\nOne seed on a tiny model: a smoke-scale comparison, not evidence either way.\n"
     )
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for r in results:
-        xs, ys = zip(*r["train_losses"], strict=True)
-        ax.plot(xs, ys, marker="o", markersize=3, label=f"{r['arm']} (held-out {r['eval_loss']:.3f})")
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("training loss (assistant tokens)")
-    ax.set_title("Tiny Llama on GSM8K sample: AdamW vs Superpositional AdamW")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "loss_curves.png", dpi=120)
-    plt.close(fig)
+    plot_loss_curves(
+        {f"{r['arm']} (held-out {r['eval_loss']:.3f})": r["train_losses"] for r in results},
+        out / "loss_curves.png",
+        "Tiny Llama on GSM8K sample: AdamW vs Superpositional AdamW",
+        ylabel="training loss (assistant tokens)",
+    )
     return table
 
 
@@ -219,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     train, evaluation = train.remove_columns("truncated"), evaluation.remove_columns("truncated")
 
-    results = [run_arm(demo, *parse_arm(spec), train, evaluation, tokenizer) for spec in demo.arms.split(",")]
+    results = [run_arm(demo, *arm, train, evaluation, tokenizer) for arm in demo_arms(demo)]
     table = write_outputs(demo, results)
     print("\n" + table)
     base = results[0]

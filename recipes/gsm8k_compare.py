@@ -32,14 +32,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling recipe, however this file is run
 import gsm8k_finetune as finetune  # noqa: E402
 
-from hf_superpositional.optim.args import parse_optim_args  # noqa: E402
-from hf_superpositional.recipe_args import (  # noqa: E402
-    CompareArguments,
-    RecipeArgumentError,
-    check_optimizer_arguments,
-    parse_recipe_args,
-)
+from hf_superpositional.cli import ArgumentsError, parse_args_and_config  # noqa: E402
 from hf_superpositional.integrations import unwrap_optimizer  # noqa: E402
+from hf_superpositional.integrations.transformers import check_optimizer_arguments  # noqa: E402
+from hf_superpositional.optim.args import parse_optim_args  # noqa: E402
+from hf_superpositional.reproduction.reporting import plot_loss_curves  # noqa: E402
+from hf_superpositional.tasks.gsm8k.arguments import CompareArguments, arm_name  # noqa: E402
 
 ARGUMENT_TYPES = (*finetune.ARGUMENT_TYPES, CompareArguments)
 
@@ -65,7 +63,7 @@ def run_arms(args: finetune.RecipeArgs, compare: CompareArguments, data: finetun
     root = Path(args.training.output_dir)
     summaries = []
     for optim, optim_args in compare.parsed_arms():
-        name = CompareArguments.arm_name(optim, optim_args)
+        name = arm_name(optim, optim_args)
         training = dataclasses.replace(
             args.training, output_dir=str(root / name), optim=optim, optim_args=optim_args
         )
@@ -132,35 +130,6 @@ def render_table(summaries: list[dict], args: finetune.RecipeArgs) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_loss_curves(summaries: list[dict], path: Path, title: str) -> None:
-    """Fig. 2 analogue: training loss against optimizer step, one curve per arm."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for s in summaries:
-        if s["train_losses"]:
-            steps, losses = zip(*s["train_losses"], strict=True)
-            ax.plot(
-                steps,
-                losses,
-                marker="o",
-                markersize=2.5,
-                linewidth=1.2,
-                label=f"{s['arm']} (mean {s['mean_train_loss']:.4f})",
-            )
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("training loss (answer tokens)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 def write_outputs(summaries: list[dict], args: finetune.RecipeArgs, compare: CompareArguments) -> Path:
     """``table.md``, ``results.json`` and ``loss_curves.png`` in ``args.training.output_dir``."""
     root = Path(args.training.output_dir)
@@ -187,7 +156,10 @@ def write_outputs(summaries: list[dict], args: finetune.RecipeArgs, compare: Com
     }
     (root / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
     plot_loss_curves(
-        summaries, root / "loss_curves.png", f"GSM8K training loss, {args.model.base_model_name}"
+        {f"{s['arm']} (mean {s['mean_train_loss']:.4f})": s["train_losses"] for s in summaries},
+        root / "loss_curves.png",
+        f"GSM8K training loss, {args.model.base_model_name}",
+        ylabel="training loss (answer tokens)",
     )
     return root
 
@@ -196,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status (2 for bad input, 1 if an arm diverged)."""
     prog = "gsm8k_compare.py"
     try:
-        parsed = parse_recipe_args(ARGUMENT_TYPES, argv, prog=prog)
+        parsed = parse_args_and_config(ARGUMENT_TYPES, argv, prog=prog)
         args, compare = finetune.RecipeArgs(*parsed[:-1]), parsed[-1]
         for optim, optim_args in compare.parsed_arms():
             # Each arm's TrainingArguments as run_arms builds them: a bad optim name or optim_args fails
@@ -206,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
                 check_optimizer_arguments(arm_training)
             except ValueError as error:
                 arm = optim if optim_args is None else f"{optim}:{optim_args}"
-                raise RecipeArgumentError(f"`arms` entry {arm!r}: {error}") from None
+                raise ArgumentsError(f"`arms` entry {arm!r}: {error}") from None
         data = finetune.prepare_data(args)
     except (ValueError, FileNotFoundError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)

@@ -30,16 +30,16 @@ from pathlib import Path
 from typing import Any
 
 import hf_superpositional  # noqa: F401  (quantum attention and its loading hooks)
-from hf_superpositional.gsm8k import build_sft_dataset, evaluate_generation, mean_answer_loss
+from hf_superpositional.cli import ArgumentsError, parse_args_and_config
 from hf_superpositional.integrations.hub import load_trained_model
-from hf_superpositional.recipe_args import (
+from hf_superpositional.tasks.gsm8k.arguments import (
     DataArguments,
     EvaluationArguments,
     GenerationEvalArguments,
-    RecipeArgumentError,
     check_model_path,
-    parse_recipe_args,
 )
+from hf_superpositional.tasks.gsm8k.data import build_sft_dataset
+from hf_superpositional.tasks.gsm8k.evaluation import evaluate_generation, mean_answer_loss
 
 ARGUMENT_TYPES = (EvaluationArguments, DataArguments, GenerationEvalArguments)
 
@@ -49,7 +49,7 @@ def _training_only_types() -> tuple[type, ...]:
     from transformers import TrainingArguments
 
     from hf_superpositional.attention.config import QuantumAttentionConfig
-    from hf_superpositional.recipe_args import CompareArguments, ModelArguments
+    from hf_superpositional.tasks.gsm8k.arguments import CompareArguments, ModelArguments
 
     return (ModelArguments, QuantumAttentionConfig, TrainingArguments, CompareArguments)
 
@@ -58,7 +58,7 @@ def load_model_and_tokenizer(model_path: str) -> tuple[Any, Any]:
     """The tokenizer (with a pad token) and the model (full or LoRA adapter on its base) at ``model_path``.
 
     Raises:
-        RecipeArgumentError: ``model_path`` is not a local path and loading it as a Hub id failed (the message
+        ArgumentsError: ``model_path`` is not a local path and loading it as a Hub id failed (the message
             keeps the loader's first line: offline, no such repository, ...).
     """
     from transformers import AutoTokenizer
@@ -70,7 +70,7 @@ def load_model_and_tokenizer(model_path: str) -> tuple[Any, Any]:
             raise  # a local folder that is not a model: transformers' message names the missing file
         # Shaped like a Hub id (check_model_path passed) but neither here nor loadable from the Hub.
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise RecipeArgumentError(
+        raise ArgumentsError(
             f"`model_path` {model_path!r} not found (neither a local folder nor a Hub id: {reason})"
         ) from None
     if tokenizer.pad_token is None:
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     prog = "gsm8k_evaluate.py"
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        evaluation, data, generation = parse_recipe_args(
+        evaluation, data, generation = parse_args_and_config(
             ARGUMENT_TYPES, argv, prog=prog, ignored_config_types=_training_only_types()
         )
         check_model_path(evaluation.model_path)
@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         loaded = load_model_and_tokenizer(evaluation.model_path)
     # Only the "not found" case: any other loading error keeps its traceback.
-    except RecipeArgumentError as error:
+    except ArgumentsError as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
     report = evaluate_model(evaluation, data, generation, rows=rows, loaded=loaded)

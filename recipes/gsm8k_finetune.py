@@ -13,7 +13,7 @@ GSM8K, ``superpositional_adamw`` against AdamW, quantum attention with 4 qubits 
     # any flag overrides the file, e.g. the AdamW baseline:
     ... --config recipes/configs/gsm8k_llama32_1b.yaml --optim adamw_torch --optim_args "" --output_dir out/adamw
 
-Arguments: ``ModelArguments``, ``DataArguments``, ``GenerationEvalArguments`` (hf_superpositional.recipe_args),
+Arguments: ``ModelArguments``, ``DataArguments``, ``GenerationEvalArguments`` (hf_superpositional.tasks.gsm8k.arguments),
 ``QuantumAttentionConfig`` and ``TrainingArguments``, from ``--config file.yaml`` and/or flags (``--help``).
 
 Leaves in ``output_dir``: the model (or LoRA adapter) and tokenizer, ``checkpoint-*`` (per ``save_strategy``),
@@ -39,18 +39,15 @@ from transformers import TrainerCallback, TrainingArguments, set_seed
 
 import hf_superpositional  # noqa: F401  (registers optim names, quantum attention and the loading hooks)
 from hf_superpositional.attention.config import QuantumAttentionConfig
-from hf_superpositional.gsm8k import build_sft_dataset, evaluate_generation, pad_collate
-from hf_superpositional.integrations import ModelCardInfo, SuperpositionalTrainer
 from hf_superpositional.attention.patch import apply_quantum_attention
+from hf_superpositional.cli import parse_args_and_config
+from hf_superpositional.integrations import ModelCardInfo, SuperpositionalTrainer
 from hf_superpositional.integrations.peft import quantum_lora_config
-from hf_superpositional.recipe_args import (
-    DataArguments,
-    GenerationEvalArguments,
-    ModelArguments,
-    load_model,
-    load_tokenizer,
-    parse_recipe_args,
-)
+from hf_superpositional.tasks.gsm8k.arguments import DataArguments, GenerationEvalArguments, ModelArguments
+from hf_superpositional.tasks.gsm8k.data import build_sft_dataset, pad_collate
+from hf_superpositional.tasks.gsm8k.evaluation import evaluate_generation
+from hf_superpositional.tasks.gsm8k.model import load_model
+from hf_superpositional.tasks.gsm8k.tokenizer import load_tokenizer
 
 logger = logging.getLogger("gsm8k_finetune")
 
@@ -90,7 +87,7 @@ class PreparedData:
 
 def parse_args(argv: list[str] | None = None, prog: str = "gsm8k_finetune.py") -> RecipeArgs:
     """Parse the recipe's arguments from ``--config`` and flags."""
-    return RecipeArgs(*parse_recipe_args(ARGUMENT_TYPES, argv, prog=prog))
+    return RecipeArgs(*parse_args_and_config(ARGUMENT_TYPES, argv, prog=prog))
 
 
 def prepare_data(args: RecipeArgs) -> PreparedData:

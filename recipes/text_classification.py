@@ -3,7 +3,7 @@
 
 A Llama-architecture classifier of the paper's size (64-d embeddings, 4 heads, feed-forward 128, 2 layers,
 dropout 0.1) with quantum attention (4 qubits, depth 2, gate 1.0, trained from scratch) learns the seeded
-synthetic task of :mod:`hf_superpositional.synthetic` (which way a text is written: unsolvable from token
+synthetic task of :mod:`hf_superpositional.tasks.direction` (which way a text is written: unsolvable from token
 counts). Each arm trains through the plugin's own path -- ``SuperpositionalTrainer`` with
 ``TrainingArguments(optim=...)`` from the paper preset -- once per seed, with the same data, data order and
 initial weights per seed across arms; held-out accuracy is measured after every epoch.
@@ -90,7 +90,7 @@ class TextClassificationArguments:
     )
     num_epochs: int = field(default=10, metadata={"help": "Training epochs per run."})
     threshold: float = field(default=0.9, metadata={"help": "Held-out accuracy for 'epochs to threshold'."})
-    # data (hf_superpositional.synthetic.DirectionTaskConfig)
+    # data (hf_superpositional.tasks.direction.DirectionTaskConfig)
     num_train: int = field(default=2000, metadata={"help": "Training sequences."})
     num_test: int = field(default=2000, metadata={"help": "Held-out sequences."})
     data_seed: int = field(default=0, metadata={"help": "Seed of the synthetic language and its texts."})
@@ -174,7 +174,7 @@ class TextClassificationArguments:
         return list(range(self.first_seed, self.first_seed + self.num_seeds))
 
     def task_config(self):
-        from hf_superpositional.synthetic import DirectionTaskConfig
+        from hf_superpositional.tasks.direction import DirectionTaskConfig
 
         return DirectionTaskConfig(
             seq_len=self.seq_len, num_words=self.num_words, follow_prob=self.follow_prob
@@ -187,12 +187,12 @@ def parse_arguments(
     """YAML defaults (``--config``, default: the file beside this script), then CLI flags on top.
 
     Raises:
-        ValueError: (a ``RecipeArgumentError``) a missing or malformed YAML file, an unknown key in it (named,
+        ValueError: (a ``ArgumentsError``) a missing or malformed YAML file, an unknown key in it (named,
             with close matches), or an invalid value. Unknown or abbreviated flags exit with status 2.
     """
-    from hf_superpositional.recipe_args import parse_recipe_args
+    from hf_superpositional.cli import parse_args_and_config
 
-    (arguments,) = parse_recipe_args(
+    (arguments,) = parse_args_and_config(
         (TextClassificationArguments,), argv, prog=prog, default_config=DEFAULT_CONFIG
     )
     return arguments
@@ -258,7 +258,7 @@ def run_one(arguments: TextClassificationArguments, arm: str, seed: int, progres
         SuperpositionalTrainer,
         text_classification_training_arguments,
     )
-    from hf_superpositional.synthetic import generate_direction_task
+    from hf_superpositional.tasks.direction import generate_direction_task
 
     torch.set_num_threads(arguments.torch_threads)
     spec = ARMS[arm]
@@ -433,12 +433,12 @@ def build_results(
     wall_seconds: float,
     cpu_seconds: float,
 ) -> dict:
-    """The results dict of :mod:`hf_superpositional.reporting`, plus the configuration and environment."""
+    """The results dict of :mod:`hf_superpositional.reproduction.reporting`, plus the configuration and environment."""
     import numpy as np
     import torch
     import transformers
 
-    from hf_superpositional.synthetic import bayes_accuracy, generate_direction_task
+    from hf_superpositional.tasks.direction import bayes_accuracy, generate_direction_task
 
     task = arguments.task_config()
     test = generate_direction_task(arguments.num_test, arguments.data_seed, task, split="test")
@@ -463,7 +463,7 @@ def build_results(
     )
     time_kind = "CPU" if arguments.torch_threads == 1 else "wall-clock"
     notes = (
-        f"Task: which way a text is written (hf_superpositional.synthetic), {arguments.num_words} words, "
+        f"Task: which way a text is written (hf_superpositional.tasks.direction), {arguments.num_words} words, "
         f"{arguments.seq_len} tokens, follow_prob {arguments.follow_prob:g}; {arguments.num_train} training and "
         f"{arguments.num_test} held-out sequences (data seed {arguments.data_seed}); Bayes-optimal held-out "
         f"accuracy {100 * ceiling:.1f}%, any bag-of-tokens classifier 50%.\n"
@@ -523,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
         # Bad flags, config file or values: one clear line, not a traceback.
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
-    from hf_superpositional.reporting import write_report
+    from hf_superpositional.reproduction.reporting import write_report
 
     warnings.filterwarnings("ignore", category=UserWarning)  # the fp16-needs-CUDA preset note, once per run
     start, cpu_start = time.perf_counter(), _cpu_seconds()

@@ -15,6 +15,8 @@ from torch import nn
 from transformers import AttentionInterface
 from transformers.masking_utils import AttentionMaskInterface
 
+from hf_superpositional.attention.circuit_module import QuantumCircuitParameters
+from hf_superpositional.attention.config import QuantumAttentionConfig
 from hf_superpositional.attention.interface import (
     QUANTUM_ATTENTION,
     QUANTUM_FLEX_ATTENTION,
@@ -22,8 +24,6 @@ from hf_superpositional.attention.interface import (
     quantum_flex_attention_forward,
     register_quantum_attention,
 )
-from hf_superpositional.attention.config import QuantumAttentionConfig
-from hf_superpositional.attention.circuit_module import QuantumCircuitParameters
 from hf_superpositional.attention.patch import apply_quantum_attention
 from hf_superpositional.quantum.masks import apply_attention_mask
 from tests.tiny_models import tiny_causal_lm, tiny_input_ids, tiny_llama

@@ -13,7 +13,7 @@ Each case below is one row of the table in ``tests/README.md`` and one test (its
 - ``test_readme_table_lists_every_case`` -- the README table and these cases agree row for row (rows that
   point at tests in other files -- checkpoints, non-finite gradients -- must name a test that exists).
 
-Regenerate the table after adding a case with ``python tests/test_bad_inputs.py``.
+Regenerate the table after adding a case with ``python -m tests.test_bad_inputs``.
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ def _patched_twice():
 
 def _gsm8k_file(content: str | None, name: str = "data.jsonl", **kwargs):
     def call(tmp):
-        from hf_superpositional.gsm8k import load_gsm8k
+        from hf_superpositional.tasks.gsm8k.data import load_gsm8k
 
         path = tmp / name
         if content is not None:
@@ -164,19 +164,19 @@ def _gsm8k_file(content: str | None, name: str = "data.jsonl", **kwargs):
 
 
 def _bundled(split="train", **kwargs):
-    from hf_superpositional.gsm8k import load_gsm8k
+    from hf_superpositional.tasks.gsm8k.data import load_gsm8k
 
     return lambda _tmp: load_gsm8k("bundled", split, **kwargs)
 
 
 def _task_config(**kwargs):
-    from hf_superpositional.synthetic import DirectionTaskConfig
+    from hf_superpositional.tasks.direction import DirectionTaskConfig
 
     return lambda _tmp: DirectionTaskConfig(**kwargs)
 
 
 def _task(num_examples=4, seed=0, split="train"):
-    from hf_superpositional.synthetic import generate_direction_task
+    from hf_superpositional.tasks.direction import generate_direction_task
 
     return lambda _tmp: generate_direction_task(num_examples, seed=seed, split=split)
 
@@ -188,7 +188,7 @@ TRAINER = "`TrainingArguments(optim=..., optim_args=...)` + `SuperpositionalTrai
 QAC = "`QuantumAttentionConfig(...)`"
 APPLY = "`apply_quantum_attention(model, ...)`"
 DATA = "`load_gsm8k(data_file=...)` (GSM8K JSONL)"
-SYN = "`hf_superpositional.synthetic` (text-classification data)"
+SYN = "`hf_superpositional.tasks.direction` (text-classification data)"
 VALID_KEYS = r"Valid keys: quantum_weight, n_qubits, mode, scope"
 
 # fmt: off
@@ -292,7 +292,7 @@ EXIT2 = (2,)
 # fmt: off
 CLI_CASES: list[CliCase] = [
     CliCase("cli-finetune-unknown-flag", FT, "`--bogus_flag 3`", EXIT2, r"unrecognized arguments: --bogus_flag 3", (FT, *TINY_CONFIG, "--bogus_flag", "3")),
-    CliCase("cli-finetune-flag-typo", FT, "`--lerning_rate 0.1`", EXIT2, r"unrecognized arguments: --lerning_rate 0\.1 \(--lerning_rate: did you mean --learning_rate\?\)", (FT, *TINY_CONFIG, "--lerning_rate", "0.1")),
+    CliCase("cli-finetune-flag-typo", FT, "`--lerning_rate 0.1`", EXIT2, r"unrecognized arguments: --lerning_rate 0\.1 \(--lerning_rate: did you mean '--learning_rate'\?\)", (FT, *TINY_CONFIG, "--lerning_rate", "0.1")),
     CliCase("cli-finetune-abbreviated-flag", FT, "`--n_qubit 3` (abbreviation of `--n_qubits`)", EXIT2, r"unrecognized arguments: --n_qubit 3 \(--n_qubit is not accepted as an abbreviation of --n_qubits\)", (FT, *TINY_CONFIG, "--n_qubit", "3")),
     CliCase("cli-finetune-yaml-unknown-key", FT, "YAML config with an unknown key", EXIT2, r"unknown\.yaml: unknown key\(s\) 'bogus_key'", (FT, "--config", "{tmp}/unknown.yaml", "--output_dir", "{tmp}/out")),
     CliCase("cli-finetune-yaml-bad-value", FT, "YAML config with `n_qubits: 0`", EXIT2, r"`n_qubits` must be an integer >= 1, got 0", (FT, "--config", "{tmp}/bad_value.yaml", "--output_dir", "{tmp}/out")),
@@ -431,7 +431,7 @@ def test_readme_table_lists_every_case():
     assert start in readme and end in readme
     table = readme.split(start, 1)[1].split(end, 1)[0].strip()
     assert table == render_table(), (
-        "tests/README.md is stale: run `python tests/test_bad_inputs.py` and paste"
+        "tests/README.md is stale: run `python -m tests.test_bad_inputs` and paste"
     )
     for *_, test_id in EXTERNAL_ROWS:
         module, _, name = test_id.partition("::")

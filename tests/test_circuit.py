@@ -13,6 +13,7 @@ import torch
 qiskit = pytest.importorskip("qiskit")
 from qiskit.quantum_info import Statevector  # noqa: E402
 
+from hf_superpositional.quantum.fourier import fourier_coefficients  # noqa: E402
 from hf_superpositional.quantum.qiskit import (  # noqa: E402
     aer_fourier_coefficients,
     build_circuit,
@@ -26,7 +27,6 @@ from hf_superpositional.quantum.simulation import (  # noqa: E402
     circuit_statevector,
     readout_from_statevector,
 )
-from hf_superpositional.quantum.fourier import fourier_coefficients  # noqa: E402
 
 
 def _angles(shape, seed, dtype=torch.float64):

@@ -35,7 +35,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from hf_superpositional.integrations.checkpoint import CheckpointError, last_complete_checkpoint, validate_checkpoint
+from hf_superpositional.integrations.checkpoint import (
+    CheckpointError,
+    last_complete_checkpoint,
+    validate_checkpoint,
+)
 from tests.subprocess_env import repo_env
 
 REPO = Path(__file__).resolve().parents[1]

@@ -19,15 +19,15 @@ import textwrap
 import pytest
 import torch
 
-from hf_superpositional.attention.interface import quantum_attention_forward, quantum_flex_attention_forward
+from hf_superpositional.attention.circuit_module import QuantumCircuitParameters
 from hf_superpositional.attention.config import QuantumAttentionConfig
+from hf_superpositional.attention.interface import quantum_attention_forward, quantum_flex_attention_forward
+from hf_superpositional.attention.patch import apply_quantum_attention
 from hf_superpositional.quantum.kernels.flex_gradient import (
     FlexScoreMask,
     circuit_gradient_sums,
     flex_circuit_gradient,
 )
-from hf_superpositional.attention.circuit_module import QuantumCircuitParameters
-from hf_superpositional.attention.patch import apply_quantum_attention
 from tests.subprocess_env import REPO, repo_env
 from tests.tiny_models import tiny_input_ids, tiny_llama
 

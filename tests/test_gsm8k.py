@@ -4,14 +4,14 @@ import json
 
 import pytest
 
-from hf_superpositional.gsm8k import (
+from hf_superpositional.tasks.gsm8k.data import (
     IGNORE_INDEX,
     bundled_gsm8k_path,
     pad_collate,
     read_gsm8k_jsonl,
     tokenize_for_sft,
 )
-from hf_superpositional.tokenizer import train_offline_tokenizer
+from hf_superpositional.tasks.gsm8k.tokenizer import train_offline_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -16,18 +16,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from hf_superpositional.gsm8k import (
+from hf_superpositional.tasks.gsm8k.data import (
     IGNORE_INDEX,
     build_sft_dataset,
-    evaluate_generation,
-    generate_answers,
     has_generation_blocks,
     load_gsm8k,
-    mean_answer_loss,
     prompt_token_ids,
     tokenize_for_sft,
 )
-from hf_superpositional.tokenizer import train_offline_tokenizer
+from hf_superpositional.tasks.gsm8k.evaluation import evaluate_generation, generate_answers, mean_answer_loss
+from hf_superpositional.tasks.gsm8k.tokenizer import train_offline_tokenizer
 from tests.subprocess_env import repo_env
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -196,7 +194,7 @@ def test_batched_greedy_generation_equals_one_by_one_and_a_manual_argmax_loop(ro
 
 
 def test_evaluate_generation_grades_strict_and_flexible(rows, tokenizer, tiny_model, monkeypatch):
-    import hf_superpositional.gsm8k as gsm8k
+    import hf_superpositional.tasks.gsm8k.evaluation as gsm8k
 
     sample = rows[:4]
     gold = sample[0]["answer"]
@@ -232,7 +230,7 @@ def test_mean_answer_loss_matches_trainer_eval_loss_at_batch_one(rows, tokenizer
 
     from transformers import Trainer, TrainingArguments
 
-    from hf_superpositional.gsm8k import pad_collate
+    from hf_superpositional.tasks.gsm8k.data import pad_collate
 
     dataset, _ = build_sft_dataset(rows[:6], tokenizer, max_length=256)
     ours = mean_answer_loss(tiny_model, dataset, pad_token_id=tokenizer.pad_token_id, batch_size=4)
@@ -255,14 +253,14 @@ def test_mean_answer_loss_matches_trainer_eval_loss_at_batch_one(rows, tokenizer
 
 @pytest.mark.parametrize("n, world", [(5, 2), (7, 3), (2, 4), (6, 1)])
 def test_process_shards_cover_every_row_once_and_reassemble_in_order(n, world):
-    from hf_superpositional.gsm8k import _shard, _unshard
+    from hf_superpositional.tasks.gsm8k.evaluation import shard_rows, unshard_rows
 
     items = list(range(n))
-    shards = [_shard(items, rank, world) for rank in range(world)]
+    shards = [shard_rows(items, rank, world) for rank in range(world)]
     per_rank = shards[0][1]
     assert all(len(shard) == per_rank for shard, _ in shards)  # same number of forward calls on every rank
     gathered = [x for shard, _ in shards for x in shard]  # what gather_object returns: rank order
-    assert _unshard(gathered, n, world, per_rank) == items
+    assert unshard_rows(gathered, n, world, per_rank) == items
 
 
 # ---- bad input: clear message, exit status 2 --------------------------------------------------------
@@ -394,8 +392,8 @@ def test_tiny_offline_config_runs_end_to_end_under_accelerate(tiny_run):
 def test_tiny_run_reloads_with_quantum_attention_and_evaluates(tiny_run, tmp_path):
     from transformers import AutoTokenizer
 
-    from hf_superpositional.integrations.hub import load_trained_model
     from hf_superpositional.attention.patch import get_quantum_attention_config, quantum_circuit_modules
+    from hf_superpositional.integrations.hub import load_trained_model
 
     model = load_trained_model(tiny_run)
     config = get_quantum_attention_config(model)

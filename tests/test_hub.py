@@ -19,7 +19,12 @@ import torch
 import yaml
 from huggingface_hub import HfApi, ModelCard, RepoUrl
 
-from hf_superpositional.integrations.hub import TRAINER_PUSH_IGNORE_PATTERNS, files_to_upload, load_trained_model, stage_upload_folder
+from hf_superpositional.integrations.hub import (
+    TRAINER_PUSH_IGNORE_PATTERNS,
+    files_to_upload,
+    load_trained_model,
+    stage_upload_folder,
+)
 from hf_superpositional.integrations.model_card import (
     CARD_BEGIN,
     CARD_END,

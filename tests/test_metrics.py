@@ -8,7 +8,7 @@ import evaluate
 import numpy as np
 import pytest
 
-from hf_superpositional.answers import (
+from hf_superpositional.tasks.gsm8k.answers import (
     extract_answer,
     extract_last_number,
     extract_reference_number,
@@ -16,8 +16,8 @@ from hf_superpositional.answers import (
     gsm8k_accuracy,
     is_correct,
 )
-from hf_superpositional.gsm8k import bundled_gsm8k_path, read_gsm8k_jsonl, tokenize_for_sft
-from hf_superpositional.metrics import (
+from hf_superpositional.tasks.gsm8k.data import bundled_gsm8k_path, read_gsm8k_jsonl, tokenize_for_sft
+from hf_superpositional.tasks.gsm8k.metric import (
     GSM8K_ACCURACY_DIR,
     GSM8KAccuracy,
     gsm8k_compute_metrics,
@@ -234,7 +234,7 @@ def test_bad_inputs(tmp_path):
 
 @pytest.fixture(scope="module")
 def tokenized(sample):
-    from hf_superpositional.tokenizer import train_offline_tokenizer
+    from hf_superpositional.tasks.gsm8k.tokenizer import train_offline_tokenizer
 
     rows = sample[:4]
     tokenizer = train_offline_tokenizer(

@@ -34,12 +34,12 @@ import pytest
 import torch
 from torch import nn
 
-from hf_superpositional.attention.interface import quantum_attention_forward
-from hf_superpositional.attention.config import QuantumAttentionConfig
-from hf_superpositional.quantum.simulation import circuit_readout
 from hf_superpositional.attention.circuit_module import QuantumCircuitParameters
-from hf_superpositional.optim import SuperpositionalAdamW
+from hf_superpositional.attention.config import QuantumAttentionConfig
+from hf_superpositional.attention.interface import quantum_attention_forward
 from hf_superpositional.attention.patch import apply_quantum_attention
+from hf_superpositional.optim import SuperpositionalAdamW
+from hf_superpositional.quantum.simulation import circuit_readout
 from tests.subprocess_env import repo_env
 from tests.tiny_models import tiny_input_ids, tiny_llama
 

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
+from hf_superpositional.optim import SuperpositionalAdamW
 from hf_superpositional.optim.functional import superpositional_adamw
 from hf_superpositional.optim.masks import build_quantum_mask, first_n_local_flat_indices
-from hf_superpositional.optim import SuperpositionalAdamW
 
 
 @pytest.fixture(autouse=True)

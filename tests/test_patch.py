@@ -12,10 +12,9 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, HfArgumentParser
 
-from hf_superpositional.attention.interface import register_quantum_attention
-from hf_superpositional.attention.config import QuantumAttentionConfig
 from hf_superpositional.attention.circuit_module import QuantumCircuitParameters
-from hf_superpositional.naming import QUANTUM_CONFIG_KEY, QUANTUM_MODULE_NAME, is_quantum_parameter_name
+from hf_superpositional.attention.config import QuantumAttentionConfig
+from hf_superpositional.attention.interface import register_quantum_attention
 from hf_superpositional.attention.patch import (
     SUPPORTED_MODEL_TYPES,
     apply_quantum_attention,
@@ -23,6 +22,7 @@ from hf_superpositional.attention.patch import (
     quantum_circuit_modules,
     remove_quantum_attention,
 )
+from hf_superpositional.naming import QUANTUM_CONFIG_KEY, QUANTUM_MODULE_NAME, is_quantum_parameter_name
 from tests.tiny_models import tiny_causal_lm, tiny_input_ids, tiny_llama, tiny_llama_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

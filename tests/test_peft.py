@@ -7,12 +7,12 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from safetensors.torch import load_file
 
-from hf_superpositional.attention.interface import register_quantum_attention
-from hf_superpositional.attention.config import QuantumAttentionConfig
 from hf_superpositional.attention.circuit_module import QuantumCircuitParameters
-from hf_superpositional.naming import QUANTUM_MODULE_NAME, is_quantum_parameter_name
+from hf_superpositional.attention.config import QuantumAttentionConfig
+from hf_superpositional.attention.interface import register_quantum_attention
 from hf_superpositional.attention.patch import apply_quantum_attention, quantum_circuit_modules
 from hf_superpositional.integrations.peft import quantum_lora_config
+from hf_superpositional.naming import QUANTUM_MODULE_NAME, is_quantum_parameter_name
 from tests.tiny_models import tiny_input_ids, tiny_llama
 
 CFG = QuantumAttentionConfig(gate_init=0.5, per_head=True, n_qubits=2, depth=2)

@@ -9,10 +9,10 @@ import torch
 from transformers import Trainer
 from transformers.trainer_utils import SchedulerType
 
-from hf_superpositional import presets
+from hf_superpositional.reproduction import presets
 from hf_superpositional.optim import SuperpositionalAdamW
 from hf_superpositional.optim.args import parse_optim_args
-from hf_superpositional.presets import (
+from hf_superpositional.reproduction.presets import (
     GSM8K,
     TEXT_CLASSIFICATION,
     gsm8k_training_arguments,

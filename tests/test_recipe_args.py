@@ -11,21 +11,21 @@ import yaml
 from transformers import TrainingArguments
 
 from hf_superpositional.attention.config import QuantumAttentionConfig
-from hf_superpositional.presets import GSM8K, gsm8k_training_arguments
-from hf_superpositional.recipe_args import (
+from hf_superpositional.cli import ArgumentsError, parse_args_and_config
+from hf_superpositional.integrations.transformers import check_optimizer_arguments
+from hf_superpositional.reproduction.presets import GSM8K, gsm8k_training_arguments
+from hf_superpositional.tasks.gsm8k.arguments import (
     CompareArguments,
     DataArguments,
     EvaluationArguments,
     GenerationEvalArguments,
     ModelArguments,
-    RecipeArgumentError,
+    arm_name,
     check_model_path,
-    check_optimizer_arguments,
-    load_model,
-    load_tokenizer,
     parse_config_overrides,
-    parse_recipe_args,
 )
+from hf_superpositional.tasks.gsm8k.model import load_model
+from hf_superpositional.tasks.gsm8k.tokenizer import load_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 TYPES = (ModelArguments, DataArguments, GenerationEvalArguments, QuantumAttentionConfig, TrainingArguments)
@@ -50,9 +50,9 @@ def test_config_overrides_are_typed_and_bad_pieces_named():
     assert parse_config_overrides({"hidden_size": 64}) == {"hidden_size": 64}
     assert parse_config_overrides(None) == {}
     for bad in ("hidden_size", "=3", "a=1=2"):
-        with pytest.raises(RecipeArgumentError, match="expected 'key=value'"):
+        with pytest.raises(ArgumentsError, match="malformed piece.*expected exactly one 'key=value'"):
             parse_config_overrides(bad)
-    with pytest.raises(RecipeArgumentError, match="given twice"):
+    with pytest.raises(ArgumentsError, match="given twice"):
         parse_config_overrides("a=1,a=2")
 
 
@@ -79,7 +79,7 @@ def test_config_overrides_are_typed_and_bad_pieces_named():
     ],
 )
 def test_model_arguments_reject_bad_input(kwargs, message):
-    with pytest.raises(RecipeArgumentError, match=message):
+    with pytest.raises(ArgumentsError, match=message):
         ModelArguments(**kwargs)
 
 
@@ -99,7 +99,7 @@ def test_model_arguments_reject_bad_input(kwargs, message):
     ],
 )
 def test_other_arguments_reject_bad_input(cls, kwargs, message):
-    with pytest.raises(RecipeArgumentError, match=message):
+    with pytest.raises(ArgumentsError, match=message):
         cls(**kwargs)
 
 
@@ -110,7 +110,7 @@ def test_compare_arms_parse_and_name_folders():
         ("superpositional_adamw", "quantum_weight=0.1,n_qubits=4"),
         ("superpositional_adamw", "quantum_weight=0.5,n_qubits=4"),
     ]
-    assert CompareArguments.arm_name(*arms[2]) == "superpositional_adamw-quantum_weight0.5-n_qubits4"
+    assert arm_name(*arms[2]) == "superpositional_adamw-quantum_weight0.5-n_qubits4"
 
 
 def test_yaml_gives_defaults_and_command_line_wins(tmp_path):
@@ -129,7 +129,7 @@ def test_yaml_gives_defaults_and_command_line_wins(tmp_path):
             "optim_args": "quantum_weight=0.5",
         },
     )
-    model, data, generation, quantum, training = parse_recipe_args(
+    model, data, generation, quantum, training = parse_args_and_config(
         TYPES, ["--config", config, "--max_length", "128", "--depth", "3"]
     )
     assert model.config_overrides == {"hidden_size": 32}  # a YAML mapping is accepted as it is
@@ -143,8 +143,8 @@ def test_unknown_yaml_key_is_named_with_a_suggestion(tmp_path):
     config = _yaml(
         tmp_path, {"model_type": "llama", "train_tokenizer": True, "lerning_rate": 1e-3, "colour": 1}
     )
-    with pytest.raises(RecipeArgumentError) as info:
-        parse_recipe_args(TYPES, ["--config", config, "--output_dir", str(tmp_path)])
+    with pytest.raises(ArgumentsError) as info:
+        parse_args_and_config(TYPES, ["--config", config, "--output_dir", str(tmp_path)])
     message = str(info.value)
     assert "'lerning_rate' (did you mean 'learning_rate'" in message and "'colour'" in message
     assert "ModelArguments, DataArguments" in message and "--help" in message
@@ -152,10 +152,10 @@ def test_unknown_yaml_key_is_named_with_a_suggestion(tmp_path):
 
 def test_ignored_config_types_skip_training_keys_only(tmp_path):
     config = _yaml(tmp_path, {"max_length": 100, "learning_rate": 1e-3, "n_qubits": 2, "nonsense": 1})
-    with pytest.raises(RecipeArgumentError, match="'nonsense'"):
-        parse_recipe_args((DataArguments,), ["--config", config], ignored_config_types=(TrainingArguments,))
+    with pytest.raises(ArgumentsError, match="'nonsense'"):
+        parse_args_and_config((DataArguments,), ["--config", config], ignored_config_types=(TrainingArguments,))
     config = _yaml(tmp_path, {"max_length": 100, "learning_rate": 1e-3, "n_qubits": 2})
-    (data,) = parse_recipe_args(
+    (data,) = parse_args_and_config(
         (DataArguments,),
         ["--config", config],
         ignored_config_types=(TrainingArguments, QuantumAttentionConfig),
@@ -164,28 +164,28 @@ def test_ignored_config_types_skip_training_keys_only(tmp_path):
 
 
 def test_bad_config_files_and_values(tmp_path):
-    with pytest.raises(RecipeArgumentError, match="config file not found"):
-        parse_recipe_args((DataArguments,), ["--config", str(tmp_path / "missing.yaml")])
+    with pytest.raises(ArgumentsError, match="config file not found"):
+        parse_args_and_config((DataArguments,), ["--config", str(tmp_path / "missing.yaml")])
     (tmp_path / "list.yaml").write_text("- a\n- b\n")
-    with pytest.raises(RecipeArgumentError, match="expected a mapping"):
-        parse_recipe_args((DataArguments,), ["--config", str(tmp_path / "list.yaml")])
+    with pytest.raises(ArgumentsError, match="expected a mapping"):
+        parse_args_and_config((DataArguments,), ["--config", str(tmp_path / "list.yaml")])
     (tmp_path / "broken.yaml").write_text("a: [1, 2\n")
-    with pytest.raises(RecipeArgumentError, match="not valid YAML"):
-        parse_recipe_args((DataArguments,), ["--config", str(tmp_path / "broken.yaml")])
+    with pytest.raises(ArgumentsError, match="not valid YAML"):
+        parse_args_and_config((DataArguments,), ["--config", str(tmp_path / "broken.yaml")])
     config = _yaml(tmp_path, {"n_qubits": 0})
     with pytest.raises(
-        RecipeArgumentError, match=r"QuantumAttentionConfig: `n_qubits` must be an integer >= 1"
+        ArgumentsError, match=r"QuantumAttentionConfig: `n_qubits` must be an integer >= 1"
     ):
-        parse_recipe_args((QuantumAttentionConfig,), ["--config", config])
+        parse_args_and_config((QuantumAttentionConfig,), ["--config", config])
     with pytest.raises(SystemExit) as exit_info:  # unknown flags: argparse's own error and status 2
-        parse_recipe_args((DataArguments,), ["--no_such_flag", "1"])
+        parse_args_and_config((DataArguments,), ["--no_such_flag", "1"])
     assert exit_info.value.code == 2
 
 
 def test_flags_must_be_spelled_out_and_errors_are_one_line(capsys):
     # argparse's default (allow_abbrev=True) would silently read --max_len as --max_length.
     with pytest.raises(SystemExit) as exit_info:
-        parse_recipe_args((DataArguments,), ["--max_len", "64"], prog="recipe.py")
+        parse_args_and_config((DataArguments,), ["--max_len", "64"], prog="recipe.py")
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err == (
@@ -193,28 +193,28 @@ def test_flags_must_be_spelled_out_and_errors_are_one_line(capsys):
         "of --max_length); run with --help to list the flags\n"
     )
     with pytest.raises(SystemExit):
-        parse_recipe_args((DataArguments,), ["--max_lenght=64"], prog="recipe.py")
-    assert "(--max_lenght: did you mean --max_length?)" in capsys.readouterr().err
+        parse_args_and_config((DataArguments,), ["--max_lenght=64"], prog="recipe.py")
+    assert "(--max_lenght: did you mean '--max_length'?)" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # invalid choice: argparse's message, without the usage block
-        parse_recipe_args((DataArguments,), ["--assistant_mask", "all"], prog="recipe.py")
+        parse_args_and_config((DataArguments,), ["--assistant_mask", "all"], prog="recipe.py")
     err = capsys.readouterr().err
     assert err.startswith(
         "recipe.py: error: argument --assistant_mask/--assistant-mask: invalid choice: 'all' "
         "(choose from 'auto', 'generation', 'prefix')"
     )
     assert "usage:" not in err and err.count("\n") == 1
-    (data,) = parse_recipe_args((DataArguments,), ["--max_length", "64", "--max-train-samples", "3"])
+    (data,) = parse_args_and_config((DataArguments,), ["--max_length", "64", "--max-train-samples", "3"])
     assert (data.max_length, data.max_train_samples) == (64, 3)  # full names (either spelling) still work
 
 
 def test_default_config_is_read_unless_config_is_given(tmp_path):
     default = _yaml(tmp_path, {"max_length": 100, "eval_split": "train"}, "default.yaml")
     other = _yaml(tmp_path, {"max_length": 50}, "other.yaml")
-    (data,) = parse_recipe_args((DataArguments,), ["--max_train_samples", "4"], default_config=default)
+    (data,) = parse_args_and_config((DataArguments,), ["--max_train_samples", "4"], default_config=default)
     assert (data.max_length, data.eval_split, data.max_train_samples) == (100, "train", 4)
-    (data,) = parse_recipe_args((DataArguments,), ["--config", other], default_config=default)
+    (data,) = parse_args_and_config((DataArguments,), ["--config", other], default_config=default)
     assert (data.max_length, data.eval_split) == (50, "test")  # the default file is not merged in
-    (data,) = parse_recipe_args((DataArguments,), ["--max_length", "64"], default_config=default)
+    (data,) = parse_args_and_config((DataArguments,), ["--max_length", "64"], default_config=default)
     assert data.max_length == 64
 
 
@@ -228,8 +228,8 @@ def test_default_config_is_read_unless_config_is_given(tmp_path):
 )
 def test_optim_args_are_checked_while_parsing(tmp_path, optim, optim_args, message):
     argv = [*TINY, "--output_dir", str(tmp_path), "--optim", optim, "--optim_args", optim_args]
-    with pytest.raises(RecipeArgumentError, match=message):
-        parse_recipe_args(TYPES, argv)
+    with pytest.raises(ArgumentsError, match=message):
+        parse_args_and_config(TYPES, argv)
 
 
 def test_check_optimizer_arguments_leaves_other_optimizers_and_good_args_alone(tmp_path):
@@ -244,13 +244,13 @@ def test_check_optimizer_arguments_leaves_other_optimizers_and_good_args_alone(t
         )
     )
     # Values parsing accepts but the optimizer rejects are caught too (without a model or a device).
-    with pytest.raises(RecipeArgumentError, match="quantum_weight must be a non-negative float"):
+    with pytest.raises(ArgumentsError, match="quantum_weight must be a non-negative float"):
         check_optimizer_arguments(
             TrainingArguments(
                 out, optim="superpositional_adamw", optim_args="quantum_weight=-1", report_to="none"
             )
         )
-    with pytest.raises(RecipeArgumentError, match="lr must be a non-negative float"):
+    with pytest.raises(ArgumentsError, match="lr must be a non-negative float"):
         check_optimizer_arguments(
             TrainingArguments(out, optim="quantum_moment_adamw", learning_rate=-1.0, report_to="none")
         )
@@ -260,13 +260,13 @@ def test_check_model_path(tmp_path):
     check_model_path(str(tmp_path))  # an existing folder
     check_model_path("meta-llama/Llama-3.2-1B-Instruct")  # Hub-id shaped: left to the loader
     for missing in (tmp_path / "nomodel", "./nomodel", "outputs/run/checkpoint-10"):
-        with pytest.raises(RecipeArgumentError, match=r"not found \(neither a local folder nor a Hub id\)"):
+        with pytest.raises(ArgumentsError, match=r"not found \(neither a local folder nor a Hub id\)"):
             check_model_path(str(missing))
 
 
 def test_paper_config_matches_table_iii_preset():
     """The 1B YAML against the presets module's record of the paper's Table III (written independently)."""
-    model, data, generation, quantum, training = parse_recipe_args(
+    model, data, generation, quantum, training = parse_args_and_config(
         TYPES, ["--config", str(ROOT / "recipes/configs/gsm8k_llama32_1b.yaml")]
     )
     assert model.model_name_or_path == GSM8K.base_model and model.quantum_attention and not model.use_lora
@@ -292,7 +292,7 @@ def test_paper_config_matches_table_iii_preset():
 
 
 def test_tiny_config_is_offline_and_small():
-    model, data, generation, quantum, training = parse_recipe_args(
+    model, data, generation, quantum, training = parse_args_and_config(
         TYPES, ["--config", str(ROOT / "recipes/configs/gsm8k_tiny_offline.yaml")]
     )
     assert model.model_type == "llama" and model.train_tokenizer and model.model_name_or_path is None
@@ -335,5 +335,5 @@ def test_load_model_builds_from_config_with_tokenizer_ids():
     assert config.vocab_size == len(tokenizer) and config.pad_token_id == tokenizer.pad_token_id
     assert config.eos_token_id == tokenizer.eos_token_id
     typo = dataclasses.replace(args, config_overrides={"hiden_size": 8})
-    with pytest.raises(RecipeArgumentError, match=r"\['hiden_size'\] are not fields of the llama config"):
+    with pytest.raises(ArgumentsError, match=r"\['hiden_size'\] are not fields of the llama config"):
         load_model(typo, tokenizer)

@@ -1,4 +1,4 @@
-"""Statistics, table, verdict and files of hf_superpositional.reporting against scipy and hand computation."""
+"""Statistics, table, verdict and files of hf_superpositional.reproduction.reporting against scipy and hand computation."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from hf_superpositional.reporting import (
+from hf_superpositional.reproduction.reporting import (
     epochs_to_threshold,
     format_table,
     mean_std,

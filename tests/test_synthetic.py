@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from hf_superpositional.synthetic import (
+from hf_superpositional.tasks.direction import (
     DirectionTaskConfig,
     bayes_accuracy,
     count_direction_steps,

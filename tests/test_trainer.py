@@ -7,10 +7,10 @@ import torch
 import yaml
 from transformers import LlamaForCausalLM, Trainer, TrainerCallback, TrainingArguments
 
+from hf_superpositional.integrations.trainer import MODEL_CARD_TAGS, SuperpositionalTrainer
 from hf_superpositional.integrations.transformers import register_superpositional_optimizers
 from hf_superpositional.naming import is_quantum_parameter_name
 from hf_superpositional.optim import SuperpositionalAdamW
-from hf_superpositional.integrations.trainer import MODEL_CARD_TAGS, SuperpositionalTrainer
 from tests.tiny_models import TINY_COMMON, tiny_llama
 
 register_superpositional_optimizers()
@@ -61,8 +61,8 @@ def unwrap(optimizer):
 def circuit_config(**kwargs):
     """A real QuantumAttentionConfig; skips the test while the attention stack is unavailable."""
     pytest.importorskip("hf_superpositional.attention.patch")
-    from hf_superpositional.attention.interface import register_quantum_attention
     from hf_superpositional.attention.config import QuantumAttentionConfig
+    from hf_superpositional.attention.interface import register_quantum_attention
 
     register_quantum_attention()  # normally done by `import hf_superpositional`; idempotent
 

@@ -99,14 +99,14 @@ def bench(
     from transformers.masking_utils import eager_mask
     from transformers.models.llama.modeling_llama import eager_attention_forward
 
+    from hf_superpositional.attention.circuit_module import QuantumCircuitParameters
+    from hf_superpositional.attention.config import QuantumAttentionConfig
     from hf_superpositional.attention.interface import (
         QUANTUM_ATTENTION,
         QUANTUM_FLEX_ATTENTION,
         register_quantum_attention,
     )
-    from hf_superpositional.attention.config import QuantumAttentionConfig
     from hf_superpositional.quantum.kernels import set_circuit_kernel
-    from hf_superpositional.attention.circuit_module import QuantumCircuitParameters
 
     register_quantum_attention()
     interface = AttentionInterface()

@@ -42,9 +42,9 @@ if str(REPO) not in sys.path:  # `tests.tiny_models` when launched as a script
 
 import hf_superpositional  # noqa: E402,F401  (registers optim names and quantum attention)
 from hf_superpositional.attention.config import QuantumAttentionConfig  # noqa: E402
+from hf_superpositional.attention.patch import apply_quantum_attention  # noqa: E402
 from hf_superpositional.naming import is_quantum_parameter_name  # noqa: E402
 from hf_superpositional.optim import SuperpositionalAdamW  # noqa: E402
-from hf_superpositional.attention.patch import apply_quantum_attention  # noqa: E402
 from tests.tiny_models import tiny_input_ids, tiny_llama  # noqa: E402
 
 # per_head=True gives gates of shape [4]: with 2 ranks the global first 3 elements (n_qubits=3) span both
@@ -145,7 +145,7 @@ def param_groups(model: torch.nn.Module) -> list[dict]:
     ]
 
 
-def _shard(model: torch.nn.Module, mesh) -> None:
+def shard_rows(model: torch.nn.Module, mesh) -> None:
     from torch.distributed.fsdp import fully_shard
 
     for layer in model.model.layers:
@@ -186,12 +186,12 @@ def _sharded(
         # remaps every optimizer param reference by parameter name. Same here.
         optimizer = SuperpositionalAdamW(param_groups(model), **OPTIM_KW, mode=mode)
         name_of = {id(p): name for name, p in model.named_parameters()}
-        _shard(model, mesh)
+        shard_rows(model, mesh)
         sharded = dict(model.named_parameters())
         for group in optimizer.param_groups:
             group["params"] = [sharded[name_of[id(p)]] for p in group["params"]]
     else:
-        _shard(model, mesh)
+        shard_rows(model, mesh)
         optimizer = SuperpositionalAdamW(param_groups(model), **OPTIM_KW, mode=mode)
     rank, world = dist.get_rank(), dist.get_world_size()
     per_rank = GLOBAL_BATCH // world

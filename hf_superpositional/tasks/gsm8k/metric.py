@@ -5,7 +5,7 @@ in the package instead: use the class directly, or load it from its local folder
 ``evaluate.load(str(GSM8K_ACCURACY_DIR))`` (evaluate then copies the one-line script in that folder into
 its dynamic-modules directory and imports it; no network is used). For training loops,
 ``gsm8k_compute_metrics`` grades a Trainer's ``EvalPrediction`` with the pure functions of
-``hf_superpositional.answers`` and touches no evaluate state at all.
+``hf_superpositional.tasks.gsm8k.answers`` and touches no evaluate state at all.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import datasets
 import evaluate
 import numpy as np
 
-from hf_superpositional.answers import MODES, gsm8k_accuracy
+from .answers import check_mode, gsm8k_accuracy
 
 # evaluate.load(<folder>) wants <folder>/<folder name>.py; that script re-exports the class below.
-GSM8K_ACCURACY_DIR = Path(__file__).with_suffix("")
+GSM8K_ACCURACY_DIR = Path(__file__).with_name("gsm8k_accuracy")
 
 _CITATION = """\
 @article{cobbe2021gsm8k,
@@ -59,11 +59,6 @@ Examples:
     >>> metric.compute(predictions=["#### 72", "#### 5.0"], references=["#### 72", "#### 5"], mode="flexible")
     {'accuracy': 1.0, 'invalid': 0.0}
 """
-
-
-def _check_mode(mode: str) -> None:
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {list(MODES)}, got {mode!r}")
 
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
@@ -116,7 +111,7 @@ class GSM8KAccuracy(evaluate.Metric):
         """
         # Checked here, before evaluate stores the batch, so bad arguments fail on every process and
         # leave no half-written cache behind (evaluate itself only calls _compute on process 0).
-        _check_mode(mode)
+        check_mode(mode)
         if predictions is not None and references is not None and len(predictions) != len(references):
             raise ValueError(
                 "predictions and references must have the same length, "
@@ -163,7 +158,7 @@ def gsm8k_compute_metrics(
     Args:
         tokenizer: the tokenizer used for the data (its ``batch_decode`` is called with
             ``skip_special_tokens=True``).
-        mode: ``"strict"`` or ``"flexible"``, as in ``hf_superpositional.answers``.
+        mode: ``"strict"`` or ``"flexible"``, as in ``hf_superpositional.tasks.gsm8k.answers``.
         teacher_forced: how to read ``predictions`` (see above).
         ignore_index: the label value of positions without loss.
 
@@ -175,7 +170,7 @@ def gsm8k_compute_metrics(
         ...                   compute_metrics=gsm8k_compute_metrics(tok, teacher_forced=True),
         ...                   preprocess_logits_for_metrics=logits_to_token_ids)
     """
-    _check_mode(mode)
+    check_mode(mode)
 
     def compute_metrics(eval_pred) -> dict[str, float]:
         predictions, labels = eval_pred[0], eval_pred[1]

@@ -31,7 +31,12 @@ INVALID_ANS = "[invalid]"
 _NUMBER_RE = re.compile(r"(?:(?<![0-9A-Za-z_)])-)?(?:\d+(?:,\d+)*(?:\.\d+)?|\.\d+)")
 
 
-def _check_mode(mode: str) -> None:
+def check_mode(mode: str) -> None:
+    """Raise a ``ValueError`` naming the allowed grading modes unless ``mode`` is one of :data:`MODES`.
+
+    Example:
+        >>> check_mode("strict")
+    """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {list(MODES)}, got {mode!r}")
 
@@ -116,7 +121,7 @@ def extract_answer(text: str, mode: str = "strict") -> str | None:
         >>> extract_answer("#### 5.0"), extract_answer("#### 5.0", mode="flexible")
         ('5.0', '5')
     """
-    _check_mode(mode)
+    check_mode(mode)
     if mode == "strict":
         return extract_strict_answer(text)
     number = extract_last_number(text)
@@ -147,7 +152,7 @@ def is_correct(prediction: str, reference: str, mode: str = "strict") -> bool:
         >>> is_correct("The answer is 72.0", "...\\n#### 72", mode="flexible")
         True
     """
-    _check_mode(mode)
+    check_mode(mode)
     _check_text(prediction, "prediction")
     _check_text(reference, "reference")
     if mode == "strict":
@@ -183,7 +188,7 @@ def gsm8k_accuracy(
         >>> gsm8k_accuracy(["#### 72", "#### 5.0", "no idea"], ["#### 72", "#### 5", "#### 3"])
         {'accuracy': 0.3333333333333333, 'invalid': 0.3333333333333333}
     """
-    _check_mode(mode)
+    check_mode(mode)
     if len(predictions) != len(references):
         raise ValueError(
             f"predictions and references must have the same length, got {len(predictions)} and {len(references)}"

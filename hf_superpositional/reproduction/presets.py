@@ -14,7 +14,6 @@ little speed). Pass ``fp16=...`` or ``bf16=...`` explicitly to decide yourself; 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -22,21 +21,22 @@ from typing import Any
 import torch
 from transformers import TrainingArguments
 
-from .integrations.transformers import SUPERPOSITIONAL_ADAMW, is_superpositional_optim, register_superpositional_optimizers
-from .optim.args import format_optim_args
+from .._utils import did_you_mean
+from ..integrations.transformers import SUPERPOSITIONAL_ADAMW, is_superpositional_optim, register_superpositional_optimizers
+from ..optim.args import format_optim_args
 
 __all__ = [
     "GSM8K",
     "TEXT_CLASSIFICATION",
-    "GSM8KRecipe",
-    "TextClassificationRecipe",
+    "GSM8KPreset",
+    "TextClassificationPreset",
     "gsm8k_training_arguments",
     "text_classification_training_arguments",
 ]
 
 
 @dataclass(frozen=True)
-class GSM8KRecipe:
+class GSM8KPreset:
     """GSM8K fine-tuning (paper Table III): what ``TrainingArguments`` does not hold.
 
     Args:
@@ -57,7 +57,7 @@ class GSM8KRecipe:
 
 
 @dataclass(frozen=True)
-class TextClassificationRecipe:
+class TextClassificationPreset:
     """Text classification from scratch (paper Table II): the model's dimensions and the circuit.
 
     Args:
@@ -81,10 +81,10 @@ class TextClassificationRecipe:
     quantum_weight: float = 0.5
 
 
-GSM8K = GSM8KRecipe()
+GSM8K = GSM8KPreset()
 """The paper's GSM8K set-up (Llama-3.2-1B-Instruct, context 2048, 4 qubits, depth 2)."""
 
-TEXT_CLASSIFICATION = TextClassificationRecipe()
+TEXT_CLASSIFICATION = TextClassificationPreset()
 """The paper's text-classification model (64-d, 4 heads, FFN 128, 2 layers, dropout 0.1, lambda 0.5)."""
 
 
@@ -96,11 +96,10 @@ def _check_overrides(overrides: dict[str, Any], function: str) -> None:
     valid = _training_argument_names()
     for key in overrides:
         if key not in valid:
-            close = difflib.get_close_matches(key, sorted(valid), n=3)
-            hint = f" Did you mean {close}?" if close else ""
+            hint = did_you_mean(key, valid)
             raise ValueError(
-                f"{function}: unknown override {key!r}: overrides must be TrainingArguments fields "
-                f"(e.g. num_train_epochs, logging_steps, seed).{hint}"
+                f"{function}: unknown override {key!r}{f' ({hint})' if hint else ''}: overrides must be "
+                "TrainingArguments fields (e.g. num_train_epochs, logging_steps, seed)."
             )
 
 

@@ -61,6 +61,7 @@ __all__ = [
     "format_table",
     "mean_std",
     "plot_curves",
+    "plot_loss_curves",
     "summarize",
     "t_interval",
     "verdict",
@@ -447,6 +448,41 @@ def plot_curves(results: dict[str, Any], path: str | Path, summary: dict[str, An
     axes[0].set_ylabel("held-out accuracy (%)")
     axes[-1].set_title("mean of seeds", fontsize=9)
     axes[-1].legend(fontsize=7, loc="lower right")
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_loss_curves(
+    curves: dict[str, Sequence[tuple[int, float]]], path: str | Path, title: str, ylabel: str = "training loss"
+) -> Path:
+    """Training loss against optimizer step, one line per arm (the paper's Fig. 2 analogue).
+
+    Args:
+        curves: arm label -> ``(step, loss)`` pairs (an arm with none is left out).
+        path: the PNG to write.
+        title, ylabel: the axes' title and y label.
+
+    Returns:
+        The path written.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, points in curves.items():
+        if points:
+            steps, losses = zip(*points, strict=True)
+            ax.plot(steps, losses, marker="o", markersize=2.5, linewidth=1.2, label=label)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=120)
     plt.close(fig)

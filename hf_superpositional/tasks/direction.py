@@ -38,7 +38,7 @@ independent streams of the same seed, so held-out data never depends on how many
 drawn, and the first ``m`` examples of a larger draw equal a draw of ``m``.
 
 Example:
-    >>> from hf_superpositional.synthetic import DirectionTaskConfig, generate_direction_task
+    >>> from hf_superpositional.tasks.direction import DirectionTaskConfig, generate_direction_task
     >>> cfg = DirectionTaskConfig()
     >>> data = generate_direction_task(4, seed=0, config=cfg)
     >>> data["input_ids"].shape, data["labels"].shape

@@ -1,15 +1,13 @@
-"""GSM8K loading, chat formatting and evaluation, shared by the recipes, the tests and users.
+"""GSM8K loading and chat formatting, shared by the recipes, the tests and users.
 
-The bundled sample (``hf_superpositional/data``) makes every recipe runnable offline; the same code
+The bundled sample (``hf_superpositional/tasks/gsm8k/data/``) makes every recipe runnable offline; the same code
 reads the Hub dataset (``openai/gsm8k``, config ``main``) or any local JSONL with the same fields
 (:func:`load_gsm8k`).
 
 - Formatting: the question is the user turn, the worked answer (ending in ``#### N``) the assistant turn
   of the tokenizer's chat template; the loss covers the answer tokens only (:func:`tokenize_for_sft`,
   :func:`build_sft_dataset`, which also counts truncated rows).
-- Evaluation: greedy, batched, left-padded generation graded in ``strict`` and ``flexible`` mode
-  (:func:`generate_answers`, :func:`evaluate_generation`) and the mean held-out answer loss
-  (:func:`mean_answer_loss`); both split rows between processes under ``accelerate launch``.
+- Evaluation is :mod:`.evaluation`'s.
 """
 
 from __future__ import annotations
@@ -23,11 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 logger = logging.getLogger(__name__)
 
-ASSISTANT_MASK_MODES = ("generation", "prefix", "auto")
+ASSISTANT_MASK_MODES = ("auto", "generation", "prefix")
 BUNDLED_SOURCE = "bundled"  # `source` of load_gsm8k selecting the sample shipped in the package
 BUNDLED_SPLITS = {"train": "gsm8k_train_sample.jsonl", "test": "gsm8k_test_sample.jsonl"}
 IGNORE_INDEX = -100  # label value the Hugging Face losses skip
@@ -42,7 +39,7 @@ def bundled_gsm8k_path(split: str = "train") -> Path:
     """
     if split not in BUNDLED_SPLITS:
         raise ValueError(f"split must be one of {sorted(BUNDLED_SPLITS)}, got {split!r}")
-    return Path(str(resources.files("hf_superpositional") / "data" / BUNDLED_SPLITS[split]))
+    return Path(str(resources.files(__package__) / "data" / BUNDLED_SPLITS[split]))
 
 
 def read_gsm8k_jsonl(path: str | Path) -> list[dict[str, str]]:
@@ -101,7 +98,7 @@ def tokenize_for_sft(
     - ``"auto"``: ``"generation"`` when the template has ``{% generation %}`` blocks, else ``"prefix"``.
 
     Example:
-        >>> from hf_superpositional.tokenizer import train_offline_tokenizer
+        >>> from hf_superpositional.tasks.gsm8k.tokenizer import train_offline_tokenizer
         >>> tok = train_offline_tokenizer(["What is 2+2?", "2+2=4 #### 4"], vocab_size=300)
         >>> ex = tokenize_for_sft({"question": "What is 2+2?", "answer": "#### 4"}, tok, 64)
         >>> ex["labels"][0]
@@ -161,7 +158,7 @@ def has_generation_blocks(tokenizer) -> bool:
     """Whether the tokenizer's chat template marks assistant content with ``{% generation %}`` blocks.
 
     Example:
-        >>> from hf_superpositional.tokenizer import train_offline_tokenizer
+        >>> from hf_superpositional.tasks.gsm8k.tokenizer import train_offline_tokenizer
         >>> has_generation_blocks(train_offline_tokenizer(["a b c"], vocab_size=300))
         True
     """
@@ -265,7 +262,7 @@ def build_sft_dataset(rows: Sequence[dict[str, str]], tokenizer, max_length: int
         ``{"rows": n, "truncated": t, "dropped": d}``.
 
     Example:
-        >>> from hf_superpositional.tokenizer import train_offline_tokenizer
+        >>> from hf_superpositional.tasks.gsm8k.tokenizer import train_offline_tokenizer
         >>> rows = load_gsm8k("bundled", "test", max_samples=4)
         >>> tok = train_offline_tokenizer([r["question"] + r["answer"] for r in rows], vocab_size=300)
         >>> dataset, stats = build_sft_dataset(rows, tok, max_length=200)
@@ -290,258 +287,3 @@ def build_sft_dataset(rows: Sequence[dict[str, str]], tokenizer, max_length: int
     if not features:
         raise ValueError(f"every row lost its answer to truncation at max_length={max_length}; raise max_length")
     return datasets.Dataset.from_list(features), stats
-
-
-# --------------------------------------------------------------------------------------------------------
-# Evaluation: greedy generation (strict and flexible accuracy) and mean held-out loss
-# --------------------------------------------------------------------------------------------------------
-
-# End-of-turn markers of common chat templates: generation stops at whichever the vocabulary has.
-_END_OF_TURN_TOKENS = ("<|end|>", "<|eot_id|>", "<|im_end|>", "<end_of_turn>", "<|endoftext|>", "</s>")
-
-
-def end_of_turn_token_ids(tokenizer, model=None) -> list[int]:
-    """Token ids that end an assistant turn: EOS, the model's generation EOS ids and known end-of-turn tokens."""
-    ids: list[int] = []
-
-    def add(value):
-        for item in value if isinstance(value, (list, tuple)) else [value]:
-            if isinstance(item, int) and item >= 0 and item not in ids:
-                ids.append(item)
-
-    add(tokenizer.eos_token_id)
-    generation_config = getattr(model, "generation_config", None)
-    if generation_config is not None:
-        add(generation_config.eos_token_id)
-    vocab = tokenizer.get_vocab()
-    for token in _END_OF_TURN_TOKENS:
-        if token in vocab:
-            add(vocab[token])
-    return ids
-
-
-def _process_info() -> tuple[int, int]:
-    try:
-        from accelerate import PartialState
-
-        state = PartialState()
-        return state.process_index, state.num_processes
-    except Exception:  # accelerate not initialisable here (e.g. no distributed env): a single process
-        return 0, 1
-
-
-def _shard(items: Sequence[Any], rank: int, world: int) -> tuple[list[Any], int]:
-    # Strided shards padded to the same length, so every rank makes the same number of forward calls (FSDP
-    # all-gathers parameters inside forward: a rank that stops early would hang the others).
-    per_rank = -(-len(items) // world)
-    shard = list(items[rank::world])
-    shard += [items[-1]] * (per_rank - len(shard))
-    return shard, per_rank
-
-
-def _unshard(gathered: list[Any], n: int, world: int, per_rank: int) -> list[Any]:
-    return [gathered[(i % world) * per_rank + i // world] for i in range(n)]
-
-
-def _gather(values: list[Any], world: int) -> list[Any]:
-    if world == 1:
-        return values
-    from accelerate.utils import gather_object
-
-    return gather_object(values)
-
-
-def _device_of(model) -> torch.device:
-    param = next(model.parameters(), None)
-    device = getattr(param, "device", torch.device("cpu"))
-    return torch.device("cpu") if device.type == "meta" else device
-
-
-@torch.no_grad()
-def generate_answers(
-    model,
-    tokenizer,
-    questions: Sequence[str],
-    *,
-    batch_size: int = 8,
-    max_new_tokens: int = 256,
-    progress: bool = True,
-    synced_gpus: bool = False,
-) -> list[str]:
-    """Greedy answers to ``questions``, generated in left-padded batches with a progress bar.
-
-    Each question is formatted as the user turn with the template's generation prompt; generation stops at
-    the end-of-turn token (see :func:`end_of_turn_token_ids`) or after ``max_new_tokens``.
-
-    Args:
-        model: a causal LM (a ``PeftModel`` works too).
-        tokenizer: its tokenizer (with a chat template and a pad token).
-        questions: the questions.
-        batch_size: prompts per ``generate`` call.
-        max_new_tokens: the generation budget per answer.
-        progress: show a tqdm progress bar.
-        synced_gpus: keep generating until every process is done (needed for FSDP-sharded models).
-
-    Returns:
-        The decoded answers (special tokens removed), in order.
-
-    Example:
-        >>> answers = generate_answers(model, tokenizer, ["What is 2+2?"], max_new_tokens=16)  # doctest: +SKIP
-    """
-    from tqdm.auto import tqdm
-    from transformers import GenerationConfig
-
-    if batch_size < 1 or max_new_tokens < 1:
-        raise ValueError(f"batch_size and max_new_tokens must be >= 1, got {batch_size} and {max_new_tokens}")
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    stop_ids = end_of_turn_token_ids(tokenizer, model)
-    # A fresh config: released instruct models ship sampling defaults (temperature, top_p) in theirs.
-    generation_config = GenerationConfig(
-        max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, pad_token_id=pad_id, eos_token_id=stop_ids
-    )
-    device = _device_of(model)
-    was_training = model.training
-    model.eval()
-    answers: list[str] = []
-    batches = range(0, len(questions), batch_size)
-    for start in tqdm(batches, desc="GSM8K generation", disable=not progress, unit="batch"):
-        prompts = [prompt_token_ids(q, tokenizer) for q in questions[start : start + batch_size]]
-        width = max(len(p) for p in prompts)
-        # Left padding: every prompt ends at the same position, so new tokens line up across the batch.
-        input_ids = torch.tensor([[pad_id] * (width - len(p)) + p for p in prompts], device=device)
-        attention_mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
-        output = model.generate(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            generation_config=generation_config,
-            synced_gpus=synced_gpus,
-        )
-        answers.extend(tokenizer.batch_decode(output[:, width:], skip_special_tokens=True))
-    model.train(was_training)
-    return answers
-
-
-def evaluate_generation(
-    model,
-    tokenizer,
-    rows: Sequence[dict[str, str]],
-    *,
-    batch_size: int = 8,
-    max_new_tokens: int = 256,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """Generate greedy answers to ``rows`` and grade them in ``strict`` and ``flexible`` mode.
-
-    Under ``accelerate launch`` with several processes the rows are split between processes (every process
-    must call this) and the answers gathered; each process returns the full result.
-
-    Args:
-        model: a causal LM.
-        tokenizer: its tokenizer.
-        rows: GSM8K rows (the ``answer`` is the reference, ending in ``#### N``).
-        batch_size: prompts per ``generate`` call.
-        max_new_tokens: the generation budget per answer.
-        progress: show a progress bar (on the main process).
-
-    Returns:
-        ``{"accuracy_strict", "accuracy_flexible", "invalid_strict", "invalid_flexible", "num_samples",
-        "predictions"}`` (``predictions``: one ``{"question", "reference", "prediction", "correct_strict",
-        "correct_flexible"}`` per row).
-
-    Example:
-        >>> result = evaluate_generation(model, tokenizer, rows[:8], max_new_tokens=64)  # doctest: +SKIP
-        >>> result["accuracy_strict"], result["accuracy_flexible"]  # doctest: +SKIP
-    """
-    from .answers import gsm8k_accuracy, is_correct
-
-    rows = list(rows)
-    if not rows:
-        raise ValueError("rows is empty: nothing to evaluate")
-    rank, world = _process_info()
-    shard, per_rank = _shard(rows, rank, world)
-    answers = generate_answers(
-        model,
-        tokenizer,
-        [r["question"] for r in shard],
-        batch_size=batch_size,
-        max_new_tokens=max_new_tokens,
-        progress=progress and rank == 0,
-        synced_gpus=world > 1,
-    )
-    answers = _unshard(_gather(answers, world), len(rows), world, per_rank)
-    references = [r["answer"] for r in rows]
-    strict = gsm8k_accuracy(answers, references, mode="strict")
-    flexible = gsm8k_accuracy(answers, references, mode="flexible")
-    predictions = [
-        {
-            "question": r["question"],
-            "reference": r["answer"],
-            "prediction": a,
-            "correct_strict": is_correct(a, r["answer"], "strict"),
-            "correct_flexible": is_correct(a, r["answer"], "flexible"),
-        }
-        for r, a in zip(rows, answers, strict=True)
-    ]
-    return {
-        "accuracy_strict": strict["accuracy"],
-        "accuracy_flexible": flexible["accuracy"],
-        "invalid_strict": strict["invalid"],
-        "invalid_flexible": flexible["invalid"],
-        "num_samples": len(rows),
-        "predictions": predictions,
-    }
-
-
-@torch.no_grad()
-def mean_answer_loss(model, features: Sequence[dict], *, pad_token_id: int, batch_size: int = 8) -> dict[str, float]:
-    """Mean cross-entropy of the answer tokens of tokenized rows (held-out loss).
-
-    ``loss`` is the mean over rows of each row's mean answer-token loss (what ``Trainer.evaluate`` reports
-    as ``eval_loss`` with ``per_device_eval_batch_size=1``, and independent of ``batch_size`` here);
-    ``token_loss`` weights every answer token equally. Under several processes the rows are split and the
-    per-row losses gathered (every process must call this).
-
-    Args:
-        model: a causal LM.
-        features: rows from :func:`build_sft_dataset` / :func:`tokenize_for_sft` (``input_ids``, ``labels``).
-        pad_token_id: the padding id.
-        batch_size: rows per forward pass.
-
-    Returns:
-        ``{"loss": float, "token_loss": float, "num_samples": int, "num_tokens": int}``.
-
-    Example:
-        >>> mean_answer_loss(model, dataset, pad_token_id=tok.pad_token_id)["loss"]  # doctest: +SKIP
-    """
-    features = [dict(f) for f in features]
-    if not features:
-        raise ValueError("features is empty: no held-out rows to compute a loss on")
-    rank, world = _process_info()
-    shard, per_rank = _shard(features, rank, world)
-    device = _device_of(model)
-    was_training = model.training
-    model.eval()
-    per_row: list[tuple[float, int]] = []
-    for start in range(0, len(shard), batch_size):
-        batch = pad_collate(shard[start : start + batch_size], pad_token_id)
-        batch = {k: v.to(device) for k, v in batch.items()}
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
-        # Causal LM: position t predicts token t + 1.
-        targets = batch["labels"][:, 1:]
-        nll = F.cross_entropy(
-            logits[:, :-1].transpose(1, 2), targets, ignore_index=IGNORE_INDEX, reduction="none"
-        )
-        counts = (targets != IGNORE_INDEX).sum(dim=1)
-        sums = nll.sum(dim=1)
-        per_row.extend((s.item(), int(c.item())) for s, c in zip(sums, counts, strict=True))
-    model.train(was_training)
-    per_row = _unshard(_gather(per_row, world), len(features), world, per_rank)
-    if any(count == 0 for _, count in per_row):
-        raise ValueError("a row has no answer tokens (labels all -100); build it with build_sft_dataset")
-    total_tokens = sum(count for _, count in per_row)
-    return {
-        "loss": sum(s / c for s, c in per_row) / len(per_row),
-        "token_loss": sum(s for s, _ in per_row) / total_tokens,
-        "num_samples": len(per_row),
-        "num_tokens": total_tokens,
-    }

@@ -3,7 +3,8 @@
 Real runs use the base model's own tokenizer (``AutoTokenizer.from_pretrained(model_id)``). For the
 tiny offline configurations we train a byte-level BPE on the bundled GSM8K sample in about a second
 and give it a chat template in the same shape as instruction-tuned models have, so that exactly the
-same formatting code runs offline and at full scale.
+same formatting code runs offline and at full scale. :func:`load_tokenizer` picks the tokenizer that a
+run's :class:`~.arguments.ModelArguments` ask for.
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from transformers import PreTrainedTokenizerFast
+
+from ...integrations.transformers import ArgumentsError
+from .arguments import ModelArguments
 
 SPECIAL_TOKENS = {
     "bos_token": "<|bos|>",
@@ -76,3 +80,40 @@ def train_offline_tokenizer(texts: Iterable[str], vocab_size: int = 2048) -> Pre
     )
     fast.chat_template = CHAT_TEMPLATE
     return fast
+
+
+def load_tokenizer(model_args: ModelArguments, training_texts: Iterable[str] | None = None):
+    """The tokenizer ``model_args`` asks for, with a pad token.
+
+    Args:
+        model_args: the model arguments.
+        training_texts: the corpus for ``train_tokenizer`` (e.g. GSM8K questions and answers).
+
+    Returns:
+        A ``PreTrainedTokenizerFast`` with a chat template and a pad token (the end-of-sequence token when
+        the tokenizer has none, as for Llama 3).
+
+    Example:
+        >>> from hf_superpositional.tasks.gsm8k.arguments import ModelArguments
+        >>> tok = load_tokenizer(ModelArguments(model_type="llama", train_tokenizer=True, tokenizer_vocab_size=300),
+        ...                      ["What is 2+2?", "#### 4"])
+        >>> tok.pad_token
+        '<|pad|>'
+    """
+    if model_args.train_tokenizer:
+        if training_texts is None:
+            raise ArgumentsError("`train_tokenizer` needs the training texts.")
+        tokenizer = train_offline_tokenizer(list(training_texts), vocab_size=model_args.tokenizer_vocab_size)
+    else:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or model_args.model_name_or_path)
+    if tokenizer.pad_token is None:
+        # Padding positions are masked out of attention and loss, so reusing EOS as pad changes nothing.
+        tokenizer.pad_token = tokenizer.eos_token
+    if getattr(tokenizer, "chat_template", None) is None:
+        raise ArgumentsError(
+            f"the tokenizer of {model_args.tokenizer_name or model_args.model_name_or_path!r} has no chat template; "
+            "GSM8K formatting needs one (use an instruction-tuned model's tokenizer)."
+        )
+    return tokenizer

@@ -1,0 +1,61 @@
+"""The causal LM a GSM8K run trains: a pretrained one, or one built from a config with random weights."""
+
+from __future__ import annotations
+
+from ...integrations.transformers import ArgumentsError
+from .arguments import ModelArguments
+
+__all__ = ["load_model"]
+
+
+def _torch_dtype(name: str):
+    import torch
+
+    return "auto" if name == "auto" else getattr(torch, name)
+
+
+def load_model(model_args: ModelArguments, tokenizer):
+    """Build or load the causal LM ``model_args`` names (not yet patched, no LoRA).
+
+    ``model_type`` builds use transformers' config defaults, then ``config_overrides``, then the tokenizer's
+    vocabulary size and special tokens; the weights come from the global RNG (call ``set_seed`` first).
+
+    Args:
+        model_args: the model arguments.
+        tokenizer: the tokenizer (its vocabulary size and pad/bos/eos ids configure built models).
+
+    Returns:
+        A ``PreTrainedModel``.
+
+    Raises:
+        ArgumentsError: a config override that is not a field of the architecture's config.
+
+    Example:
+        >>> model = load_model(ModelArguments(model_type="llama", train_tokenizer=True,  # doctest: +SKIP
+        ...     config_overrides="hidden_size=64,num_hidden_layers=2"), tokenizer)
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    if model_args.model_name_or_path is not None:
+        return AutoModelForCausalLM.from_pretrained(
+            model_args.model_name_or_path, dtype=_torch_dtype(model_args.dtype)
+        )
+    overrides = dict(model_args.config_overrides or {})
+    # Config classes accept (and keep) any keyword, so a typo would pass silently: check against the defaults.
+    defaults = AutoConfig.for_model(model_args.model_type)
+    unknown = sorted(k for k in overrides if not hasattr(defaults, k))
+    if unknown:
+        raise ArgumentsError(
+            f"`config_overrides`: {unknown} are not fields of the {model_args.model_type} config."
+        )
+    overrides.update(
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    # Built through the constructor (not setattr) so derived fields such as head_dim follow hidden_size.
+    config = AutoConfig.for_model(model_args.model_type, **overrides)
+    model = AutoModelForCausalLM.from_config(config, dtype=_torch_dtype(model_args.dtype))
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model

@@ -7,7 +7,7 @@ Each case below is one row of the table in ``tests/README.md`` and one test (its
   type and a message naming the argument (and the allowed values) are asserted;
 - ``test_recipe_command_line_rejects`` (slow) -- every recipe's command line and YAML config (unknown,
   misspelt and abbreviated flags and keys, bad values, bad optimizer arms, missing files); all cases run in
-  ONE process (``tests/dist_scripts/recipe_bad_inputs.py``, each exactly as from its command line), and the
+  ONE process (``tests/e2e/scripts/recipe_bad_inputs.py``, each exactly as from its command line), and the
   exit status (2), the message and that it is one ``prog: error:`` line (no traceback, no usage block) are
   asserted;
 - ``test_readme_table_lists_every_case`` -- the README table and these cases agree row for row (rows that
@@ -30,9 +30,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.subprocess_env import repo_env
+from tests.subprocess_env import REPO, repo_env
 
-REPO = Path(__file__).resolve().parents[1]
 README = REPO / "tests" / "README.md"
 
 
@@ -347,7 +346,7 @@ def cli_results(tmp_path_factory):
     }
     (tmp / "cases.json").write_text(json.dumps(cases))
     env = repo_env(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    script = REPO / "tests" / "dist_scripts" / "recipe_bad_inputs.py"
+    script = REPO / "tests" / "e2e" / "scripts" / "recipe_bad_inputs.py"
     proc = subprocess.run(
         [sys.executable, str(script), str(tmp / "cases.json"), str(tmp / "results.json")],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
@@ -378,17 +377,17 @@ def test_recipe_command_line_rejects(case, cli_results):
 CKPT = "`validate_checkpoint(folder, model)` / `SuperpositionalTrainer.train(resume_from_checkpoint=...)`"
 # fmt: off
 EXTERNAL_ROWS = [
-    (CKPT, "`optimizer.pt` cut short", "CheckpointError: `<folder>/optimizer.pt: cannot be read (...); the file is truncated or corrupt.`", "test_fault_tolerance.py::test_damaged_checkpoint_is_rejected[truncated_optimizer]"),
-    (CKPT, "`optimizer.pt` missing", "CheckpointError: `<folder>/optimizer.pt: missing. transformers would resume without it and silently restart the optimizer ...`", "test_fault_tolerance.py::test_damaged_checkpoint_is_rejected[missing_optimizer]"),
-    (CKPT, "`scheduler.pt` missing", "CheckpointError: `<folder>/scheduler.pt: missing. transformers skips the optimizer AND the learning-rate schedule ...`", "test_fault_tolerance.py::test_damaged_checkpoint_is_rejected[missing_scheduler]"),
-    (CKPT, "optimizer state without `exp_avg_sq`", "CheckpointError: `<folder>/optimizer.pt: the state of parameter 0 lacks ['exp_avg_sq']: truncated optimizer state.`", "test_fault_tolerance.py::test_damaged_checkpoint_is_rejected[optimizer_state_cut_short]"),
-    (CKPT, "`model.safetensors` cut short", "CheckpointError: `<folder>/model.safetensors: truncated or corrupt: its header describes N bytes, the file holds M.`", "test_fault_tolerance.py::test_damaged_checkpoint_is_rejected[truncated_weights]"),
-    (CKPT, "no `trainer_state.json` (killed while saving)", "CheckpointError: `<folder>/trainer_state.json: missing. ... this checkpoint is incomplete ...`; `resume_from_checkpoint=True` skips such a folder with a warning", "test_fault_tolerance.py::test_damaged_checkpoint_is_rejected[half_written]"),
-    (CKPT, "`config.json` says `n_qubits=3`, weights hold 2 qubits", "CheckpointError: `<folder>/config.json describes quantum attention with n_qubits=3, ... (ry of shape (1, 3)), but <folder>/model.safetensors holds ...ry with shape (1, 2): the quantum config does not match the weights.`", "test_fault_tolerance.py::test_damaged_checkpoint_is_rejected[config_n_qubits_mismatch]"),
-    (CKPT, "`config.json` without its `quantum_attention` entry, resumed into a quantum model", "CheckpointError: `<folder>/config.json: the model being trained uses quantum attention but the checkpoint does not (...)`", "test_fault_tolerance.py::test_damaged_checkpoint_is_rejected[config_lost_quantum_entry]"),
-    (CKPT, "circuit tensors missing from the weights", "CheckpointError: `<folder>/config.json describes quantum attention (...) but <folder>/model.safetensors holds no quantum_circuit parameters ...`", "test_fault_tolerance.py::test_damaged_checkpoint_is_rejected[circuits_missing_from_weights]"),
-    (CKPT, "model patched with `n_qubits=3`, checkpoint has 2", "CheckpointError: `<folder>/config.json: the checkpoint's quantum attention config does not match the model being trained (n_qubits: checkpoint 2, model 3)`", "test_fault_tolerance.py::test_trainer_refuses_a_checkpoint_with_another_quantum_config"),
-    (CKPT, "resuming with `optim_args='quantum_weight=0.1'`, saved with 0.5", "CheckpointError: `<folder>/optimizer.pt: param group 0 was saved with quantum_weight=0.5 but this run asks for quantum_weight=0.1; ...`", "test_fault_tolerance.py::test_trainer_refuses_to_resume_with_another_quantum_weight"),
+    (CKPT, "`optimizer.pt` cut short", "CheckpointError: `<folder>/optimizer.pt: cannot be read (...); the file is truncated or corrupt.`", "integrations/test_checkpoint.py::test_damaged_checkpoint_is_rejected[truncated_optimizer]"),
+    (CKPT, "`optimizer.pt` missing", "CheckpointError: `<folder>/optimizer.pt: missing. transformers would resume without it and silently restart the optimizer ...`", "integrations/test_checkpoint.py::test_damaged_checkpoint_is_rejected[missing_optimizer]"),
+    (CKPT, "`scheduler.pt` missing", "CheckpointError: `<folder>/scheduler.pt: missing. transformers skips the optimizer AND the learning-rate schedule ...`", "integrations/test_checkpoint.py::test_damaged_checkpoint_is_rejected[missing_scheduler]"),
+    (CKPT, "optimizer state without `exp_avg_sq`", "CheckpointError: `<folder>/optimizer.pt: the state of parameter 0 lacks ['exp_avg_sq']: truncated optimizer state.`", "integrations/test_checkpoint.py::test_damaged_checkpoint_is_rejected[optimizer_state_cut_short]"),
+    (CKPT, "`model.safetensors` cut short", "CheckpointError: `<folder>/model.safetensors: truncated or corrupt: its header describes N bytes, the file holds M.`", "integrations/test_checkpoint.py::test_damaged_checkpoint_is_rejected[truncated_weights]"),
+    (CKPT, "no `trainer_state.json` (killed while saving)", "CheckpointError: `<folder>/trainer_state.json: missing. ... this checkpoint is incomplete ...`; `resume_from_checkpoint=True` skips such a folder with a warning", "integrations/test_checkpoint.py::test_damaged_checkpoint_is_rejected[half_written]"),
+    (CKPT, "`config.json` says `n_qubits=3`, weights hold 2 qubits", "CheckpointError: `<folder>/config.json describes quantum attention with n_qubits=3, ... (ry of shape (1, 3)), but <folder>/model.safetensors holds ...ry with shape (1, 2): the quantum config does not match the weights.`", "integrations/test_checkpoint.py::test_damaged_checkpoint_is_rejected[config_n_qubits_mismatch]"),
+    (CKPT, "`config.json` without its `quantum_attention` entry, resumed into a quantum model", "CheckpointError: `<folder>/config.json: the model being trained uses quantum attention but the checkpoint does not (...)`", "integrations/test_checkpoint.py::test_damaged_checkpoint_is_rejected[config_lost_quantum_entry]"),
+    (CKPT, "circuit tensors missing from the weights", "CheckpointError: `<folder>/config.json describes quantum attention (...) but <folder>/model.safetensors holds no quantum_circuit parameters ...`", "integrations/test_checkpoint.py::test_damaged_checkpoint_is_rejected[circuits_missing_from_weights]"),
+    (CKPT, "model patched with `n_qubits=3`, checkpoint has 2", "CheckpointError: `<folder>/config.json: the checkpoint's quantum attention config does not match the model being trained (n_qubits: checkpoint 2, model 3)`", "integrations/test_checkpoint.py::test_trainer_refuses_a_checkpoint_with_another_quantum_config"),
+    (CKPT, "resuming with `optim_args='quantum_weight=0.1'`, saved with 0.5", "CheckpointError: `<folder>/optimizer.pt: param group 0 was saved with quantum_weight=0.5 but this run asks for quantum_weight=0.1; ...`", "integrations/test_checkpoint.py::test_trainer_refuses_to_resume_with_another_quantum_weight"),
     ("`SuperpositionalAdamW.step()`", "inf / NaN gradient", "no exception, as `torch.optim.AdamW` (SPEC 1.9): the AMP grad scaler skips such steps", "test_mixed_precision.py::test_grad_scaler_skips_an_overflowing_step_without_touching_the_optimizer"),
 ]
 # fmt: on

@@ -28,7 +28,6 @@ import json
 import math
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -40,10 +39,9 @@ from hf_superpositional.attention.interface import quantum_attention_forward
 from hf_superpositional.attention.patch import apply_quantum_attention
 from hf_superpositional.optim import SuperpositionalAdamW
 from hf_superpositional.quantum.simulation import circuit_readout
-from tests.subprocess_env import repo_env
+from tests.subprocess_env import REPO, repo_env
 from tests.tiny_models import tiny_input_ids, tiny_llama
 
-REPO = Path(__file__).resolve().parents[1]
 PATHS = {"loop": {"foreach": False, "fused": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 

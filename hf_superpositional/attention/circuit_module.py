@@ -24,6 +24,7 @@ from torch import nn
 from ..quantum.fourier import fourier_coefficients
 from ..quantum.masks import apply_attention_mask
 from ..quantum.ops import add_circuit_term, circuit_attention_probs, circuit_softmax
+from ..quantum.qiskit import aer_fourier_coefficients
 from ..quantum.series import readout_frequency
 from .config import QuantumAttentionConfig
 
@@ -130,8 +131,6 @@ class QuantumCircuitParameters(nn.Module):
         dtype = dtype or self._compute_dtype()
         ry, rz = self.ry.to(dtype), self.rz.to(dtype)
         if self.quantum_config.circuit_backend == "aer":
-            from ..quantum.qiskit import aer_fourier_coefficients
-
             return aer_fourier_coefficients(ry, rz, self.quantum_config.readout)
         return fourier_coefficients(ry, rz, readout=self.quantum_config.readout)
 

@@ -508,7 +508,7 @@ def validate_checkpoint(
         checkpoint_dir: a ``checkpoint-N`` folder written by ``Trainer``.
         model: the model about to resume from it (unwrapped), or ``None`` to check the folder on its own.
         optimizer_kwargs: the SuperpositionalAdamW keyword arguments of the resuming run (e.g. from
-            :func:`~hf_superpositional.integration.superpositional_optimizer_cls_and_kwargs`), or ``None``.
+            :func:`~hf_superpositional.integrations.transformers.superpositional_optimizer_cls_and_kwargs`), or ``None``.
         world_size, process_index: which ``rng_state[_i].pth`` this process will read.
         require_training_state: ``False`` to check a folder holding only a model (no optimizer, no state).
 

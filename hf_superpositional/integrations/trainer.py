@@ -157,14 +157,14 @@ class SuperpositionalTrainer(Trainer):
             model = self._apply_quantum_attention(model)
         return model
 
-    # ---- resuming (checkpoint validation: hf_superpositional.checkpoint) ----
+    # ---- resuming (checkpoint validation: integrations/checkpoint.py) ----
 
     def train(self, resume_from_checkpoint: str | bool | None = None, *args: Any, **kwargs: Any) -> Any:
         """``Trainer.train``, after checking the checkpoint it resumes from.
 
         ``resume_from_checkpoint=True`` picks the newest checkpoint that was completely written (skipping, with a
         warning, one left half-written by a killed run). The folder is checked with
-        :func:`hf_superpositional.checkpoint.validate_checkpoint` against this model and optimizer arguments: a
+        :func:`hf_superpositional.integrations.checkpoint.validate_checkpoint` against this model and optimizer arguments: a
         missing or truncated ``optimizer.pt``/``scheduler.pt``, a weights file cut short, or a quantum config
         that does not match the weights or the model raises ``CheckpointError`` naming the file and the
         mismatch, where the stock Trainer would resume with silently re-initialised state.

@@ -29,6 +29,7 @@ from torch.optim.optimizer import (
 from ..naming import QISKIT_SIMULATORS
 from .functional import MODES, adam_update_sq_norm, global_sq_norm, superpositional_adamw
 from .masks import SCOPES, QuantumMask, QuantumSelection, build_quantum_mask, gather_masked
+from .qiskit_backend import QiskitSinPi
 
 __all__ = ["PERTURBATION_BACKENDS", "SuperpositionalAdamW"]
 
@@ -371,8 +372,6 @@ class SuperpositionalAdamW(Optimizer):
         if not requests:
             return
         if self._qiskit is None:
-            from .qiskit_backend import QiskitSinPi
-
             self._qiskit = QiskitSinPi(self.perturbation_backend)
         values = self._qiskit(requests)
         for (k, i), v in zip(where, values, strict=True):

@@ -438,7 +438,7 @@ def superpositional_adamw(
         implementation: ``"single_tensor"`` (readable reference), ``"foreach"`` or ``"fused"`` (torch's
             kernels plus a batched correction).
         sin_factors: optional precomputed ``sin(pi * p0[mask])`` per parameter (e.g. from a Qiskit
-            estimator, see :mod:`hf_superpositional.qiskit_perturbation`); None entries are computed here.
+            estimator, see :mod:`hf_superpositional.optim.qiskit_backend`); None entries are computed here.
         perturbations: if a list is given, tensors holding the ``Q`` values (selected elements only) are
             appended to it, for diagnostics.
         selection: a :class:`QuantumSelection` built from the same ``params`` and ``masks`` at an earlier

@@ -35,6 +35,7 @@ import torch
 
 from ..masks import causal_mask
 from ..series import fourier_basis, fourier_series
+from . import flex_gradient_triton  # imports Triton only when its kernel is first built
 
 __all__ = [
     "FlexScoreMask",
@@ -148,8 +149,6 @@ def _circuit_gradient_sums_torch(
 
 
 def _triton_applies(query: torch.Tensor, mask: FlexScoreMask) -> bool:
-    from . import flex_gradient_triton
-
     supported = query.dtype in (torch.float16, torch.bfloat16, torch.float32)
     return supported and mask.fused and flex_gradient_triton.available(query)
 
@@ -201,9 +200,7 @@ def circuit_gradient_sums(
             raise ValueError(
                 "kernel='triton' handles causal and/or key-padding masks only (no mask_mod/score_mask)"
             )
-        from .flex_gradient_triton import circuit_gradient_sums_triton
-
-        return circuit_gradient_sums_triton(
+        return flex_gradient_triton.circuit_gradient_sums_triton(
             query, key, value, out, grad_out, lse, cos_coefficients, sin_coefficients, gate,
             omega=omega, scaling=scaling, causal=mask.causal, key_padding=mask.key_padding,
         )  # fmt: skip

@@ -10,7 +10,7 @@ Two grading modes:
   and compares it numerically with the reference's ``#### N`` (or its last number when it has no
   ``####``), so ``5.0`` equals ``5`` and ``$1,000`` equals ``1000``.
 
-``hf_superpositional.metrics.GSM8KAccuracy`` wraps these as an ``evaluate.Metric``.
+``hf_superpositional.tasks.gsm8k.metric.GSM8KAccuracy`` wraps these as an ``evaluate.Metric``.
 """
 
 from __future__ import annotations

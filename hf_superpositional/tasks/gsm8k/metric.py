@@ -145,7 +145,7 @@ def gsm8k_compute_metrics(
     """A ``compute_metrics`` for ``transformers.Trainer`` grading GSM8K answers; no evaluate cache used.
 
     References are decoded from the label positions that are not ``ignore_index`` (the answer tokens of
-    ``hf_superpositional.gsm8k.tokenize_for_sft``). Predictions are read in one of two ways:
+    ``hf_superpositional.tasks.gsm8k.data.tokenize_for_sft``). Predictions are read in one of two ways:
 
     - ``teacher_forced=False``: ``predictions`` are generated token ids (e.g. ``Seq2SeqTrainer`` with
       ``predict_with_generate=True``, or your own ``model.generate`` output); each row is decoded whole,

@@ -87,10 +87,7 @@ _COMPILED = _Compiled()
 def forward(scores, table, frequency: float, scale: float, query_len: int, causal: bool) -> torch.Tensor:
     """The compiled forward; causally masked scores come out as the lowest finite value (as :mod:`.eager`)."""
     out = _COMPILED.run("forward", forward_math, _eager_forward, scores.contiguous(), table, frequency, scale)
-    if causal:
-        masked = eager.masked_scores(query_len, scores.shape[1], scores.device)
-        out.view(scores.shape[0], *masked.shape).masked_fill_(masked, torch.finfo(out.dtype).min)
-    return out
+    return eager.mask_output_(out, query_len) if causal else out
 
 
 def backward(
@@ -99,8 +96,7 @@ def backward(
 ):  # fmt: skip
     """The compiled backward (arguments as :func:`.eager.backward`)."""
     if causal:
-        masked = eager.masked_scores(query_len, scores.shape[1], scores.device).view(1, -1)
-        grads = grads.masked_fill_(masked, 0.0) if grad_is_ours else grads.masked_fill(masked, 0.0)
+        grads = eager.mask_gradients(grads, query_len, grad_is_ours)
     arguments = (grads.contiguous(), scores.contiguous(), derivative, frequency, need_logits, need_moments, scale)
     return _COMPILED.run("backward", backward_math, _eager_backward, *arguments)
 

@@ -14,7 +14,7 @@ import torch
 from ..masks import causal_mask
 from ..simulation import circuit_readout_by_layers
 
-__all__ = ["backward", "forward", "sample"]
+__all__ = ["backward", "forward", "mask_gradients", "mask_output_", "masked_scores", "sample"]
 
 # At most this many basis elements per chunk, and at most a quarter of the number of scores (peak memory
 # stays close to the attention's own), but at least MIN_BASIS_ELEMENTS (bigger chunks mean fewer torch
@@ -81,6 +81,22 @@ def masked_scores(query_len: int, block_size: int, device) -> torch.Tensor:
     return ~causal_mask(query_len, block_size // query_len, device=device)
 
 
+def mask_output_(out: torch.Tensor, query_len: int) -> torch.Tensor:
+    """Set the causally masked scores of a ``[blocks, block_size]`` output to the lowest finite value, in place."""
+    masked = masked_scores(query_len, out.shape[1], out.device)
+    out.view(out.shape[0], *masked.shape).masked_fill_(masked, torch.finfo(out.dtype).min)
+    return out
+
+
+def mask_gradients(grads: torch.Tensor, query_len: int, grad_is_ours: bool) -> torch.Tensor:
+    """``grads`` with the causally masked scores' entries zeroed: they were constants of the forward.
+
+    Written in place when ``grad_is_ours`` (a temporary of the caller), else into a copy.
+    """
+    masked = masked_scores(query_len, grads.shape[1], grads.device).view(1, -1)
+    return grads.masked_fill_(masked, 0.0) if grad_is_ours else grads.masked_fill(masked, 0.0)
+
+
 def forward(scores, table, frequency: float, scale: float, query_len: int, causal: bool) -> torch.Tensor:
     """``z + sum_j table_j * basis_j(frequency z)``, ``z = scale * scores``, chunk by chunk; causally masked
     scores (each block ``[query_len, block_size / query_len]``) come out as the lowest finite value."""
@@ -98,8 +114,7 @@ def forward(scores, table, frequency: float, scale: float, query_len: int, causa
         # out[b0:b1, m0:m1] is contiguous by construction of the tiles, so it can take baddbmm's result.
         torch.baddbmm(chunk.unsqueeze(1), weights[b0:b1], basis, out=out[b0:b1, m0:m1].unsqueeze(1))
     if causal:  # in place on our own output: nothing score-sized is saved for it
-        masked = masked_scores(query_len, scores.shape[1], scores.device)
-        out.view(scores.shape[0], *masked.shape).masked_fill_(masked, torch.finfo(out.dtype).min)
+        mask_output_(out, query_len)
     return out
 
 
@@ -116,9 +131,7 @@ def backward(
     width = derivative.shape[1]
     dtype, device = derivative.dtype, scores.device
     if causal:
-        masked = masked_scores(query_len, scores.shape[1], device).view(1, -1)
-        grads = grads.masked_fill_(masked, 0.0) if grad_is_ours else grads.masked_fill(masked, 0.0)
-        grad_is_ours = True
+        grads, grad_is_ours = mask_gradients(grads, query_len, grad_is_ours), True
     in_place = grad_is_ours and grads.dtype == dtype and grads.is_contiguous()
     grad_logits = None
     if need_logits:

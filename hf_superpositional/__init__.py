@@ -8,6 +8,10 @@ Importing the package registers, idempotently:
 - ``attn_implementation="quantum"`` / ``"quantum_flex"`` in transformers' ``AttentionInterface`` with
   matching mask functions, and the loading hooks that restore quantum attention on ``from_pretrained``.
 
+Each registration is one explicit call at the end of this file and has a public undo
+(``unregister_superpositional_optimizers``, ``unregister_quantum_attention``, ``uninstall_loading_hooks``),
+which gives transformers back as it shipped.
+
 Example:
     >>> import hf_superpositional
     >>> from transformers import TrainingArguments

@@ -1,14 +1,47 @@
 # The two set-up commands in README.md: `make demo` (main job) and `make test` (test suite).
-# Both install first. torch is pinned so a CPU machine takes the local 2.13.0 CPU wheel
-# instead of the newest multi-GB CUDA build.
-PYTHON ?= python3
+# Both install first, into the environment chosen below. torch is pinned so a CPU machine takes the
+# local 2.13.0 CPU wheel instead of the newest multi-GB CUDA build.
+#
+# Which Python: an active virtualenv (VIRTUAL_ENV) or conda environment other than `base` (CONDA_PREFIX)
+# is used as it is. Otherwise a project-local `.venv` is created from the `python3` on PATH (a stock
+# Debian/Ubuntu python3 is "externally managed", PEP 668, and refuses `pip install`; a pyenv python3 works
+# too) and every target runs with `.venv/bin` first on PATH, as if it were activated, so the `accelerate`
+# and `torchrun` launchers the tests start are the venv's. `make PYTHON=/path/to/python test` overrides all
+# of this.
 TORCH_VERSION ?= 2.13.0
+VENV ?= .venv
+
+ifndef PYTHON
+  ifneq ($(VIRTUAL_ENV),)
+    USE_VENV :=
+  else ifneq ($(and $(CONDA_PREFIX),$(filter-out base,$(CONDA_DEFAULT_ENV))),)
+    USE_VENV :=
+  else
+    USE_VENV := 1
+  endif
+endif
+
+ifdef USE_VENV
+  # Resolved now, before PATH points into the venv: the interpreter the venv is made from.
+  BASE_PYTHON := $(shell command -v python3)
+  export VIRTUAL_ENV := $(abspath $(VENV))
+  export PATH := $(VIRTUAL_ENV)/bin:$(PATH)
+  PYTHON := $(VIRTUAL_ENV)/bin/python
+  ENVIRONMENT := $(VENV)/bin/python
+else
+  PYTHON ?= python3
+  ENVIRONMENT :=
+endif
 
 .PHONY: install demo test test-fast bench gpu-check
 
-install:
+$(VENV)/bin/python:
+	@test -n "$(BASE_PYTHON)" || { echo "make: no python3 on PATH to create $(VENV) from"; exit 1; }
+	$(BASE_PYTHON) -m venv $(VENV) || { echo "make: '$(BASE_PYTHON) -m venv' failed; on Debian/Ubuntu: sudo apt install python3-venv"; rm -rf $(VENV); exit 1; }
+
+install: $(ENVIRONMENT)
 	$(PYTHON) -m pip install -q "torch==$(TORCH_VERSION)"
-	$(PYTHON) -m pip install -q -e ".[test]"
+	$(PYTHON) -m pip install -q -e ".[test]" "torch==$(TORCH_VERSION)"
 
 demo: install
 	$(PYTHON) recipes/text_classification.py --output_dir outputs/demo

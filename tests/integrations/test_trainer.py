@@ -358,3 +358,32 @@ def test_model_init_models_are_patched(tmp_path):
     assert len(trainer.quantum_parameter_names()) == 6
     assert trainer.model.config._attn_implementation == "quantum"
     assert len(trainer.quantum_parameter_names(trainer.call_model_init())) == 6
+
+
+def test_quantum_values_reach_tensorboard_at_the_logged_steps(tmp_path):
+    """``report_to="tensorboard"``: the event file holds every ``quantum/...`` value of every training log, at its
+    step and with its value (read back with TensorBoard's own reader, not through the Trainer)."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    trainer = SuperpositionalTrainer(
+        model=with_dummy_circuits(tiny_llama()),
+        args=args_for(tmp_path, max_steps=4, logging_steps=2, report_to="tensorboard"),
+        train_dataset=ProgressionDataset(n=32),
+    )
+    trainer.train()  # the TensorBoard callback closes (flushes) its writer at the end of training
+
+    logged = [entry for entry in trainer.state.log_history if "loss" in entry]
+    assert [entry["step"] for entry in logged] == [2, 4]
+    keys = sorted(k for k in logged[0] if k.startswith("quantum/"))
+    assert {"quantum/perturbation_norm", "quantum/update_norm", "quantum/gate_mean"} <= set(keys)
+    event_files = list((tmp_path / "runs").rglob("events.out.tfevents.*"))  # the callback's default folder
+    assert len(event_files) == 1, event_files
+    accumulator = EventAccumulator(str(event_files[0].parent), size_guidance={"scalars": 0}).Reload()
+    for key in keys:
+        tag = f"train/{key}"  # the Trainer's TensorBoard callback prefixes training logs with "train/"
+        assert tag in accumulator.Tags()["scalars"], (tag, accumulator.Tags()["scalars"])
+        scalars = accumulator.Scalars(tag)
+        assert [event.step for event in scalars] == [2, 4], tag
+        for event, entry in zip(scalars, logged, strict=True):
+            assert event.value == pytest.approx(entry[key], rel=1e-6), (tag, event.step)

@@ -73,6 +73,22 @@ def _sparse_step(_tmp):
     optimizer.step()
 
 
+def _capturable_cpu_step(_tmp):
+    from hf_superpositional.optim import SuperpositionalAdamW
+
+    params = _param()
+    params[0].grad = torch.ones(3)
+    SuperpositionalAdamW(params, capturable=True, foreach=False).step()
+
+
+def _fused_layout_step(_tmp):
+    from hf_superpositional.optim import SuperpositionalAdamW
+
+    weight = torch.nn.Parameter(torch.zeros(2, 3).t())  # strides (1, 3)
+    weight.grad = torch.ones(3, 2)  # strides (2, 1)
+    SuperpositionalAdamW([weight], fused=True).step()
+
+
 def _optim_args(text):
     from hf_superpositional.optim.args import parse_optim_args
 
@@ -208,8 +224,15 @@ CASES: list[Case] = [
     Case("optim-backend", OPT, "`perturbation_backend='gpu'`", ValueError, r"perturbation_backend must be one of \('analytic', 'qiskit', 'aer'\)", _optimizer(perturbation_backend="gpu")),
     Case("optim-foreach-and-fused", OPT, "`foreach=True, fused=True`", ValueError, r"foreach=True and fused=True cannot be used together", _optimizer(foreach=True, fused=True)),
     Case("optim-group-n-qubits", OPT_GROUP, "`{'n_qubits': -1}`", ValueError, r"n_qubits must be an int >= 1, got -1", _group(n_qubits=-1)),
-    Case("optim-group-amsgrad", OPT_GROUP, "`{'amsgrad': True}`", ValueError, r"amsgrad=True is not supported by SuperpositionalAdamW \(allowed: False\)", _group(amsgrad=True)),
+    Case("optim-inf-lr", OPT, "`lr=inf`", ValueError, r"lr must be a finite non-negative float \(allowed range: 0 <= lr < inf\), got inf", _optimizer(lr=math.inf)),
+    Case("optim-inf-weight-decay", OPT, "`weight_decay=inf`", ValueError, r"weight_decay must be a finite non-negative float \(allowed range: 0 <= weight_decay < inf\), got inf", _optimizer(weight_decay=math.inf)),
+    Case("optim-inf-quantum-weight", OPT, "`quantum_weight=inf`", ValueError, r"quantum_weight must be a finite non-negative float \(allowed range: 0 <= quantum_weight < inf\), got inf", _optimizer(quantum_weight=math.inf)),
+    Case("optim-flag-type", OPT, "`amsgrad='yes'`", ValueError, r"amsgrad must be True or False, got 'yes'", _optimizer(amsgrad="yes")),
+    Case("optim-fused-differentiable", OPT, "`fused=True, differentiable=True`", ValueError, r"fused=True does not support differentiable=True.*leave fused None or False", _optimizer(fused=True, differentiable=True)),
+    Case("optim-group-foreach-differentiable", OPT_GROUP, "`{'foreach': True, 'differentiable': True}`", ValueError, r"foreach=True does not support differentiable=True", _group(foreach=True, differentiable=True)),
     Case("optim-sparse-grad", "`SuperpositionalAdamW.step()`", "sparse gradient (`nn.Embedding(sparse=True)`)", RuntimeError, r"does not support sparse gradients", _sparse_step),
+    Case("optim-capturable-cpu", "`SuperpositionalAdamW.step()`", "`capturable=True` (loop or foreach) on CPU, outside `torch.compile`", ValueError, r"capturable=True needs parameters and step counters on one of \['cuda', 'xpu', .*\], got cpu", _capturable_cpu_step),
+    Case("optim-fused-layout", "`SuperpositionalAdamW.step()`", "`fused=True`, a parameter whose gradient has other strides (a transposed weight)", RuntimeError, r"fused=True cannot step the parameter of shape \(3, 2\): its gradient's strides \(2, 1\) differ from its own \(1, 3\)", _fused_layout_step),
     # ---- optim_args
     Case("optim-args-malformed", ARGS, "`'quantum_weight'` (no `=`)", ValueError, rf"malformed piece 'quantum_weight'.*{VALID_KEYS}", _optim_args("quantum_weight")),
     Case("optim-args-unknown-key", ARGS, "`'bogus=1'`", ValueError, rf"unknown key 'bogus'.*{VALID_KEYS}", _optim_args("bogus=1")),

@@ -10,7 +10,6 @@ backend and diagnostics.
 from __future__ import annotations
 
 import math
-import numbers
 import warnings
 import weakref
 from collections.abc import Callable
@@ -21,14 +20,23 @@ from torch import Tensor
 from torch.optim.optimizer import (
     Optimizer,
     ParamsT,
-    _default_to_fused_or_foreach,
     _device_dtype_check_for_fused,
-    _get_scalar_dtype,
+    _to_scalar,
+    _use_grad_for_differentiable,
 )
 
 from ..naming import QISKIT_SIMULATORS
-from .functional import MODES, adam_update_sq_norm, global_sq_norm, superpositional_adamw
-from .masks import SCOPES, QuantumMask, QuantumSelection, build_quantum_mask, gather_masked
+from .functional import adam_update_sq_norm, global_sq_norm, superpositional_adamw
+from .masks import QuantumMask, QuantumSelection, build_quantum_mask, gather_masked
+from .options import (
+    check_capturable_devices,
+    fused_layout_problem,
+    loaded_step,
+    new_step,
+    real_view,
+    resolve_implementation,
+    validate_hyperparameters,
+)
 from .qiskit_backend import QiskitSinPi
 
 __all__ = ["PERTURBATION_BACKENDS", "SuperpositionalAdamW"]
@@ -59,44 +67,6 @@ def _local(t: Tensor) -> Tensor:
     return t.to_local() if _is_dtensor(t) else t
 
 
-def _check_non_negative(name: str, value: Any) -> None:
-    if isinstance(value, Tensor) and name == "lr":  # like torch: a tensor lr (schedulers, capture)
-        if value.numel() != 1:
-            raise ValueError(
-                f"{name} must be a non-negative float or a 1-element tensor, got shape {value.shape}"
-            )
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0.0:
-        raise ValueError(f"{name} must be a non-negative float (allowed range: {name} >= 0), got {value!r}")
-
-
-def _validate_hyperparameters(group: dict[str, Any]) -> None:
-    """Raise ValueError naming the offending argument and its allowed range."""
-    for name in ("lr", "eps", "weight_decay", "quantum_weight"):
-        _check_non_negative(name, group[name])
-    betas = group["betas"]
-    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-        raise ValueError(f"betas must be a pair (beta1, beta2) with each in [0, 1), got {betas!r}")
-    for i, b in enumerate(betas):
-        b_value = b.item() if isinstance(b, Tensor) and b.numel() == 1 else b
-        if isinstance(b_value, bool) or not isinstance(b_value, numbers.Real) or not 0.0 <= b_value < 1.0:
-            raise ValueError(f"betas[{i}] must be in [0, 1), got {b!r}")
-    n = group["n_qubits"]
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
-        raise ValueError(f"n_qubits must be an int >= 1, got {n!r}")
-    if group["mode"] not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {group['mode']!r}")
-    if group["scope"] not in SCOPES:
-        raise ValueError(f"scope must be one of {SCOPES}, got {group['scope']!r}")
-    if group.get("foreach") and group.get("fused"):
-        raise ValueError(
-            "foreach=True and fused=True cannot be used together: choose one (or leave both None)"
-        )
-    for flag in ("amsgrad", "maximize", "capturable", "differentiable"):
-        if group.get(flag):
-            raise ValueError(f"{flag}=True is not supported by SuperpositionalAdamW (allowed: False)")
-
-
 class SuperpositionalAdamW(Optimizer):
     r"""AdamW with the quantum-inspired perturbation of Superpositional Gradient Descent (IEEE QAI 2025).
 
@@ -108,24 +78,39 @@ class SuperpositionalAdamW(Optimizer):
 
     ``scope="first_n"`` perturbs the first ``n_qubits`` elements of each tensor by global row-major index
     (the paper's ``i < n_qubits``; the same elements under FSDP2 sharding), ``scope="all"`` every element.
-    With ``quantum_weight=0`` this is ``torch.optim.AdamW``. State keys are AdamW's (``step``,
-    ``exp_avg``, ``exp_avg_sq``) so checkpoints load both ways.
+    A complex parameter is stepped and perturbed on its ``torch.view_as_real`` view, as torch's AdamW steps
+    it: there ``first_n`` counts REAL components, ``re(z0), im(z0), re(z1), ...``, so ``n_qubits=4``
+    perturbs the first two complex elements.
+
+    It accepts every argument of ``torch.optim.AdamW`` with torch's meaning, and with ``quantum_weight=0``
+    it is ``torch.optim.AdamW`` (SPEC 1.11). With ``quantum_weight > 0``: ``maximize`` negates ``g`` before
+    ``Q`` is formed; ``amsgrad`` changes only the denominator (``max_exp_avg_sq``); ``capturable`` and
+    ``differentiable`` keep the quantum term on the device and inside autograd. State keys are AdamW's
+    (``step``, ``exp_avg``, ``exp_avg_sq``, ``max_exp_avg_sq``) so checkpoints load both ways; a ``step``
+    saved as a Python number is converted on load, as torch does.
 
     Args:
-        params: iterable of parameters or of param-group dicts. Every hyper-parameter below except
-            ``perturbation_backend`` and ``track_diagnostics`` may be overridden per group.
-        lr: learning rate (float or 1-element tensor), >= 0.
-        betas: ``(beta1, beta2)``, each in [0, 1).
-        eps: added to ``sqrt(v_hat)`` (outside the root, as torch's Adam), >= 0.
-        weight_decay: decoupled weight decay, >= 0.
-        quantum_weight: lambda of the paper, >= 0.
+        params: iterable of parameters (or ``(name, parameter)`` pairs) or of param-group dicts. Every
+            hyper-parameter below except ``perturbation_backend`` and ``track_diagnostics`` may be
+            overridden per group.
+        lr: learning rate (float or 1-element tensor), finite and >= 0.
+        betas: ``(beta1, beta2)``, each in [0, 1) (floats or 1-element tensors).
+        eps: added to ``sqrt(v_hat)`` (outside the root, as torch's Adam), finite and >= 0.
+        weight_decay: decoupled weight decay, finite and >= 0 (default 0, SPEC 1.6; torch's AdamW: 0.01).
+        amsgrad: the AMSGrad variant (the denominator uses the running maximum of ``v``).
+        quantum_weight: lambda of the paper, finite and >= 0.
         n_qubits: number of leading elements perturbed per tensor with ``scope="first_n"``, int >= 1.
         mode: ``"update"`` or ``"moment"``.
         scope: ``"first_n"`` or ``"all"``.
+        maximize: maximize the objective instead of minimizing it.
         foreach: use torch's multi-tensor AdamW kernel plus a batched correction.
-        fused: use torch's fused AdamW kernel plus a batched correction (cpu, cuda).
-            With both None the fastest available is chosen per step: fused when every parameter is a
-            floating tensor on cpu/cuda, else foreach where torch supports it, else the per-tensor loop.
+        capturable: keep the step count on the device and never read it on the host (CUDA graphs,
+            ``torch.compile``); as in torch, its per-tensor and foreach paths need a CUDA-like device.
+        differentiable: autograd through ``step()`` (the per-tensor path; not with ``foreach``/``fused``).
+        fused: use torch's fused AdamW kernel plus a batched correction (cpu, cuda; real floating
+            parameters only, as torch's). With both ``foreach`` and ``fused`` None the fastest available is
+            chosen per step: fused when every parameter is a real floating tensor on cpu/cuda, else foreach
+            where torch supports it, else the per-tensor loop.
         perturbation_backend: how ``sin(pi * p0)`` is computed: ``"analytic"`` (torch, default and fast),
             ``"qiskit"`` (``StatevectorEstimator``) or ``"aer"`` (Qiskit Aer ``EstimatorV2``); the Qiskit
             backends make one batched estimator call per step and agree with ``"analytic"`` to 1e-6.
@@ -145,15 +130,19 @@ class SuperpositionalAdamW(Optimizer):
         self,
         params: ParamsT,
         lr: float | Tensor = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
+        betas: tuple[float | Tensor, float | Tensor] = (0.9, 0.999),
         eps: float = 1e-8,
-        weight_decay: float = 0.0,
+        weight_decay: float | Tensor = 0.0,
+        amsgrad: bool = False,
+        *,
         quantum_weight: float = 0.1,
         n_qubits: int = 4,
         mode: str = "update",
         scope: str = "first_n",
-        *,
+        maximize: bool = False,
         foreach: bool | None = None,
+        capturable: bool = False,
+        differentiable: bool = False,
         fused: bool | None = None,
         perturbation_backend: str = "analytic",
         track_diagnostics: bool = False,
@@ -162,9 +151,11 @@ class SuperpositionalAdamW(Optimizer):
             raise ValueError(
                 f"perturbation_backend must be one of {PERTURBATION_BACKENDS}, got {perturbation_backend!r}"
             )
+        if isinstance(betas, (tuple, list)):
+            betas = tuple(_to_scalar(b) for b in betas)  # 1-element tensors become 0-D, as in torch
         defaults = {
             "lr": lr,
-            "betas": tuple(betas) if isinstance(betas, (tuple, list)) else betas,
+            "betas": betas,
             "eps": eps,
             "weight_decay": weight_decay,
             "quantum_weight": quantum_weight,
@@ -172,15 +163,15 @@ class SuperpositionalAdamW(Optimizer):
             "mode": mode,
             "scope": scope,
             # torch AdamW's group keys, so AdamW state dicts load into this optimizer and the reverse.
-            "amsgrad": False,
-            "maximize": False,
+            "amsgrad": amsgrad,
+            "maximize": maximize,
             "foreach": foreach,
-            "capturable": False,
-            "differentiable": False,
+            "capturable": capturable,
+            "differentiable": differentiable,
             "fused": fused,
             "decoupled_weight_decay": True,
         }
-        _validate_hyperparameters(defaults)
+        validate_hyperparameters(defaults)
         self.perturbation_backend = perturbation_backend
         self.track_diagnostics = bool(track_diagnostics)
         self._init_runtime()
@@ -214,13 +205,22 @@ class SuperpositionalAdamW(Optimizer):
             for key, value in self.defaults.items():
                 group.setdefault(key, value)
             group["decoupled_weight_decay"] = True
+            # A `step` saved as a Python number (older torch, hand-written state) becomes the tensor torch
+            # keeps, where torch keeps it (Adam.__setstate__): every path then steps it like any other.
+            on_device = bool(group["capturable"] or group["fused"])
+            for p in group["params"]:
+                p_state = self.state.get(p)
+                if p_state and "step" in p_state and not torch.is_tensor(p_state["step"]):
+                    p_state["step"] = loaded_step(
+                        p_state["step"], p, on_device=on_device, fused=bool(group["fused"])
+                    )
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a param group; its hyper-parameter overrides are validated like the constructor's."""
+        if isinstance(param_group.get("betas"), (tuple, list)):
+            param_group["betas"] = tuple(_to_scalar(b) for b in param_group["betas"])
         merged = {**self.defaults, **{k: v for k, v in param_group.items() if k != "params"}}
-        if isinstance(merged.get("betas"), list):
-            merged["betas"] = tuple(merged["betas"])
-        _validate_hyperparameters(merged)
+        validate_hyperparameters(merged)
         if (
             self.perturbation_backend != "analytic"
             and merged["scope"] == "all"
@@ -233,23 +233,11 @@ class SuperpositionalAdamW(Optimizer):
             )
         super().add_param_group(param_group)
 
-    def _implementation(self, group: dict[str, Any], local_params: list[Tensor]) -> str:
-        if group["fused"]:
-            return "fused"
-        if group["foreach"]:
-            return "foreach"
-        if group["fused"] is None and group["foreach"] is None:
-            fused, foreach = _default_to_fused_or_foreach(local_params, differentiable=False, use_fused=True)
-            if fused:
-                return "fused"
-            if foreach:
-                return "foreach"
-        return "single_tensor"
-
     def _mask(self, p: Tensor, local: Tensor, group: dict[str, Any]) -> QuantumMask:
+        """The mask of ``local``: the (real view of the) local shard of parameter ``p``."""
         scope, n = group["scope"], group["n_qubits"]
-        dtensor = local is not p
-        signature = (scope, n, p.shape, local.shape, tuple(p.placements)) if dtensor else (scope, n, p.shape)
+        dtensor = _is_dtensor(p)
+        signature = (scope, n, p.shape, local.shape, tuple(p.placements) if dtensor else None)
         # Keyed by id(p) with a weak reference to tell a recycled id apart; a plain dict lookup keeps
         # this per-tensor, per-step check well under a microsecond.
         cached = self._mask_cache.get(id(p))
@@ -257,8 +245,11 @@ class SuperpositionalAdamW(Optimizer):
             return cached[2]
         if dtensor and scope == "first_n":
             _, offset = compute_local_shape_and_global_offset(p.shape, p.device_mesh, p.placements)
+            global_shape, offset = tuple(p.shape), tuple(offset)
+            if torch.is_complex(p):  # the real view's last dimension holds (re, im)
+                global_shape, offset = (*global_shape, 2), (*offset, 0)
             mask = build_quantum_mask(
-                scope, n, local.shape, global_shape=p.shape, global_offset=offset, device=local.device
+                scope, n, local.shape, global_shape=global_shape, global_offset=offset, device=local.device
             )
         else:
             mask = build_quantum_mask(scope, n, local.shape, device=local.device)
@@ -298,6 +289,27 @@ class SuperpositionalAdamW(Optimizer):
         self._selection_cache[id(group)] = (group, key, masks, selection)
         return masks, selection
 
+    def _check_fused_layouts(
+        self, group: dict[str, Any], params: list[Tensor], local_params: list[Tensor], sharded: bool
+    ) -> str:
+        """``"fused"``, or, when a tensor's layouts would make torch's fused kernel mis-step it (see
+        :func:`fused_layout_problem`), the path torch would take without it (leaving ``fused`` None) or an
+        error (``fused=True``). One stride comparison per tensor per step."""
+        for p, local in zip(params, local_params, strict=True):
+            grad = _local(p.grad) if sharded else p.grad
+            problem = fused_layout_problem(local, grad, new_state=not self.state.get(p))
+            if problem is None:
+                continue
+            if group["fused"]:
+                raise RuntimeError(
+                    f"fused=True cannot step the parameter of shape {tuple(p.shape)}: {problem}. torch's fused "
+                    "AdamW kernel steps parameter, gradient and moments as flat memory (it refuses this on "
+                    "CUDA and pairs the wrong elements on CPU): use foreach=True, leave fused=None, or give "
+                    "the parameter and its gradient one memory layout."
+                )
+            return resolve_implementation(group, local_params, allow_fused=False)
+        return "fused"
+
     def _prepare_group(self, group: dict[str, Any]) -> dict[str, Any] | None:
         params_with_grad = [p for p in group["params"] if p.grad is not None]
         if not params_with_grad:
@@ -305,10 +317,15 @@ class SuperpositionalAdamW(Optimizer):
         # Unwrap DTensors (FSDP2) only when the group has some: this loop runs every step.
         sharded = DTensor is not None and any(isinstance(p, DTensor) for p in params_with_grad)
         local_params = [_local(p) for p in params_with_grad] if sharded else params_with_grad
-        impl = self._implementation(group, local_params)
+        impl = resolve_implementation(group, local_params)
+        if impl == "fused":
+            impl = self._check_fused_layouts(group, params_with_grad, local_params, sharded)
         fused = impl == "fused"
-        quantum = group["quantum_weight"] != 0
-        grads, exp_avgs, exp_avg_sqs, steps = [], [], [], []
+        # Like torch: the step counter lives on CPU unless a fused kernel or capturable needs it on the device.
+        on_device = fused or group["capturable"]
+        amsgrad = group["amsgrad"]
+        has_complex = False
+        grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps = [], [], [], [], []
         for p, local in zip(params_with_grad, local_params, strict=True):
             grad = p.grad
             if grad.is_sparse:
@@ -316,32 +333,41 @@ class SuperpositionalAdamW(Optimizer):
                     "SuperpositionalAdamW does not support sparse gradients (like torch AdamW); "
                     "use dense gradients, e.g. nn.Embedding(sparse=False)"
                 )
-            if torch.is_complex(p):
-                raise RuntimeError("SuperpositionalAdamW does not support complex parameters")
             state = self.state[p]
             if len(state) == 0:
                 if group["fused"]:
-                    _device_dtype_check_for_fused(local)
-                # Like torch: the step counter lives on CPU unless a fused kernel needs it on the device.
-                state["step"] = (
-                    torch.zeros((), dtype=_get_scalar_dtype(is_fused=True), device=local.device)
-                    if fused
-                    else torch.tensor(0.0, dtype=_get_scalar_dtype())
-                )
+                    _device_dtype_check_for_fused(local)  # torch's error for complex / integer parameters
+                state["step"] = new_step(local, on_device=on_device, fused=fused)
                 state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            elif fused and state["step"].is_cpu and not local.is_cpu:
+            elif on_device and state["step"].device != local.device:
                 # A checkpoint (or an earlier non-fused step) left the counter on CPU.
-                state["step"] = state["step"].to(device=local.device, dtype=_get_scalar_dtype(is_fused=True))
+                state["step"] = loaded_step(state["step"], local, on_device=True, fused=fused)
+            if amsgrad and "max_exp_avg_sq" not in state:
+                # torch creates it with the state; a group switched to amsgrad later starts from zeros,
+                # where max(0, v) = v is exactly amsgrad's first step.
+                state["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            if group["differentiable"] and state["step"].requires_grad:
+                raise RuntimeError("`requires_grad` is not supported for `step` in differentiable mode")
+            tensors = [grad, state["exp_avg"], state["exp_avg_sq"]]
+            if amsgrad:
+                tensors.append(state["max_exp_avg_sq"])
             if sharded:
-                grads.append(_local(grad))
-                exp_avgs.append(_local(state["exp_avg"]))
-                exp_avg_sqs.append(_local(state["exp_avg_sq"]))
-            else:
-                grads.append(grad)
-                exp_avgs.append(state["exp_avg"])
-                exp_avg_sqs.append(state["exp_avg_sq"])
+                tensors = [_local(t) for t in tensors]
+            if torch.is_complex(local):
+                has_complex = True
+                tensors = [real_view(t) for t in tensors]
+            grads.append(tensors[0])
+            exp_avgs.append(tensors[1])
+            exp_avg_sqs.append(tensors[2])
+            if amsgrad:
+                max_exp_avg_sqs.append(tensors[3])
             steps.append(state["step"])
+        if group["capturable"] and not fused:  # torch's fused kernel ignores capturable
+            check_capturable_devices(local_params, steps)
+        if has_complex:  # stepped and perturbed on the real view (first_n counts real components)
+            local_params = [real_view(p) for p in local_params]
+        quantum = group["quantum_weight"] != 0
         masks, selection = self._masks_and_selection(group, params_with_grad, local_params, quantum, impl)
         return {
             "group": group,
@@ -349,6 +375,7 @@ class SuperpositionalAdamW(Optimizer):
             "grads": grads,
             "exp_avgs": exp_avgs,
             "exp_avg_sqs": exp_avg_sqs,
+            "max_exp_avg_sqs": max_exp_avg_sqs,
             "steps": steps,
             "masks": masks,
             "implementation": impl,
@@ -379,7 +406,7 @@ class SuperpositionalAdamW(Optimizer):
             plans[k]["sin_factors"][i] = v.reshape(p.shape) if m.is_all else v
 
     # ------------------------------------------------------------------ public
-    @torch.no_grad()
+    @_use_grad_for_differentiable  # torch's: no_grad unless differentiable=True
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
         """Perform one optimization step.
 
@@ -389,6 +416,7 @@ class SuperpositionalAdamW(Optimizer):
         Returns:
             The closure's loss, or None.
         """
+        self._accelerator_graph_capture_health_check()  # torch's: capturing a graph needs capturable=True
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -424,6 +452,11 @@ class SuperpositionalAdamW(Optimizer):
                 quantum_weight=group["quantum_weight"],
                 mode=group["mode"],
                 implementation=plan["implementation"],
+                amsgrad=group["amsgrad"],
+                max_exp_avg_sqs=plan["max_exp_avg_sqs"],
+                maximize=group["maximize"],
+                capturable=group["capturable"],
+                differentiable=group["differentiable"],
                 sin_factors=plan["sin_factors"],
                 perturbations=perturbations,
                 selection=plan["selection"],
@@ -434,11 +467,11 @@ class SuperpositionalAdamW(Optimizer):
                     pert_sq += global_sq_norm(perturbations) * scale**2
                 upd_sq += adam_update_sq_norm(
                     plan["exp_avgs"],
-                    plan["exp_avg_sqs"],
+                    plan["max_exp_avg_sqs"] if group["amsgrad"] else plan["exp_avg_sqs"],
                     plan["steps"],
                     lr=group["lr"],
-                    beta1=beta1,
-                    beta2=beta2,
+                    beta1=float(beta1),
+                    beta2=float(beta2),
                     eps=group["eps"],
                 )
         # diagnostics describe the latest step only: None when it was not tracked

@@ -19,14 +19,15 @@ Everything here works on plain (local) tensors: the optimizer class unwraps DTen
 local elements the global first-n mask selects (:mod:`.masks`).
 """
 
-
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 from torch import Tensor
 from torch.optim.adam import adam as _torch_adam
+from torch.optim.optimizer import _get_value, _to_scalar, _view_as_real
 
 from .masks import (
     QuantumMask,
@@ -94,7 +95,10 @@ def _selected_sin_pi(
         elif not m.is_all and p.is_contiguous():
             batches.setdefault((p.device, p.dtype), []).append(i)
         else:
-            out[i] = sin_pi(gather_masked(p, m))
+            selected = gather_masked(p, m)  # the parameter itself for scope="all"
+            # under autograd (differentiable) the parameter is about to change in place: sin's backward
+            # must keep p0, not the tensor that moves
+            out[i] = sin_pi(selected.clone() if m.is_all and torch.is_grad_enabled() else selected)
     for index in batches.values():
         values = sin_pi(torch.cat([gather_masked(params[i], masks[i]) for i in index]))
         for i, v in zip(index, values.split_with_sizes([masks[i].count for i in index]), strict=True):
@@ -107,25 +111,35 @@ def _single_tensor_superpositional_adamw(
     grads: list[Tensor],
     exp_avgs: list[Tensor],
     exp_avg_sqs: list[Tensor],
+    max_exp_avg_sqs: list[Tensor],
     state_steps: list[Tensor],
     masks: list[QuantumMask],
     sin_factors: list[Tensor | None] | None,
     *,
     lr: float | Tensor,
-    beta1: float,
-    beta2: float,
+    beta1: float | Tensor,
+    beta2: float | Tensor,
     eps: float,
-    weight_decay: float,
+    weight_decay: float | Tensor,
     quantum_weight: float,
     mode: str,
+    amsgrad: bool,
+    maximize: bool,
+    capturable: bool,
+    differentiable: bool,
     perturbations: list[Tensor] | None,
 ) -> None:
-    # lr stays as given (float or 0-D tensor) in the Adam part, exactly as torch's loop uses it.
-    lr_value = float(lr)
+    # torch's _single_tensor_adam (decoupled weight decay) line for line, so that quantum_weight=0 is torch's
+    # loop bit for bit for every option; the quantum term enters where SPEC 1 puts it.
+    lr, beta1, beta2 = _to_scalar(lr), _to_scalar(beta1), _to_scalar(beta2)
+    # capturable / differentiable: the step count stays a tensor (no host read; autograd sees every op)
+    tensor_math = capturable or differentiable
     # sin(pi * p0) for the selected elements of every tensor, before any parameter moves.
     sins = _selected_sin_pi(params, masks, sin_factors) if quantum_weight != 0 else [None] * len(params)
     for i, param in enumerate(params):
-        grad = grads[i]
+        # maximize: the gradient is negated BEFORE Q is formed (SPEC 1.11); -grads[i] is a new tensor
+        grad = -grads[i] if maximize else grads[i]
+        owns_grad = maximize
         exp_avg = exp_avgs[i]
         exp_avg_sq = exp_avg_sqs[i]
         step_t = state_steps[i]
@@ -144,35 +158,68 @@ def _single_tensor_superpositional_adamw(
         if weight_decay != 0:
             param.mul_(1 - lr * weight_decay)
 
-        # mode="moment": g' = g + quantum_weight * Q replaces g in both moments. The user's .grad must
-        # be unchanged afterwards: a few elements are perturbed in place and restored (a full clone
-        # would cost a whole extra pass); scope="all" needs a new tensor anyway.
+        # mode="moment": g' = g + quantum_weight * Q replaces g in both moments. The user's .grad must be
+        # unchanged afterwards: a few elements are perturbed in place and restored (a full clone would cost
+        # a whole extra pass); scope="all" needs a new tensor anyway, and so does autograd (differentiable).
         g0 = None
         if mode == "moment" and sin_p0 is not None:
             if mask.is_all:
                 grad = torch.addcmul(grad, sin_p0, grad, value=quantum_weight)
             else:
+                if differentiable and not owns_grad:
+                    grad, owns_grad = grad.clone(), True
                 g0 = g_sel.clone()
                 masked_addcmul_(grad, mask, sin_p0, g0, value=quantum_weight)
         try:
-            exp_avg.lerp_(grad, 1 - beta1)
-            exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            device_beta1 = beta1.to(param.device, param.dtype) if isinstance(beta1, Tensor) else beta1
+            exp_avg.lerp_(grad, 1 - device_beta1)
+            if differentiable and isinstance(beta2, Tensor) and beta2.requires_grad:
+                exp_avg_sq.lerp_(torch.square(grad), weight=1 - beta2)  # torch's autograd-friendly form
+            else:
+                exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
         finally:
-            if g0 is not None:
+            if g0 is not None and not owns_grad:
                 masked_copy_(grad, mask, g0)
 
-        step = step_t.item()
-        bias_correction1 = 1 - beta1**step
-        bias_correction2 = 1 - beta2**step
-        step_size = lr / bias_correction1
-        bias_correction2_sqrt = bias_correction2**0.5
+        if amsgrad:  # the only change amsgrad makes: the denominator uses the running maximum of v
+            if differentiable:
+                max_exp_avg_sqs[i].copy_(torch.maximum(max_exp_avg_sqs[i].clone(), exp_avg_sq))
+            else:
+                torch.maximum(max_exp_avg_sqs[i], exp_avg_sq, out=max_exp_avg_sqs[i])
+            second_moment = max_exp_avg_sqs[i]
+        else:
+            second_moment = exp_avg_sq
+
         # eps outside the square root, as torch's Adam (SPEC 1.3).
-        denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
-        param.addcdiv_(exp_avg, denom, value=-step_size)
+        if tensor_math:
+            step = step_t
+            if differentiable and isinstance(beta1, Tensor) and beta1.requires_grad:
+                bias_correction1 = 1 - beta1 ** step.clone()
+            else:
+                bias_correction1 = 1 - beta1**step
+            if differentiable and isinstance(beta2, Tensor) and beta2.requires_grad:
+                bias_correction2 = 1 - beta2 ** step.clone()
+            else:
+                bias_correction2 = 1 - beta2**step
+            step_size_neg = (lr / bias_correction1).neg()
+            denom = (second_moment.sqrt() / (bias_correction2.sqrt() * step_size_neg)).add_(
+                eps / step_size_neg
+            )
+            param.addcdiv_(exp_avg.clone() if differentiable else exp_avg, denom)
+        else:
+            step = _get_value(step_t)
+            bias_correction1 = 1 - beta1**step
+            bias_correction2 = 1 - beta2**step
+            step_size = lr / bias_correction1
+            denom = (second_moment.sqrt() / bias_correction2**0.5).add_(eps)
+            param.addcdiv_(exp_avg, denom, value=-step_size)
 
         if mode == "update" and sin_p0 is not None:
             # p -= lr * quantum_weight * Q  (paper eq. 1; Q from p0 and g)
-            masked_addcmul_(param, mask, sin_p0, g_sel, value=-lr_value * quantum_weight)
+            if tensor_math:  # lr may be a device or autograd tensor: no host read
+                masked_add_(param, mask, sin_p0 * g_sel * (lr * quantum_weight), alpha=-1.0)
+            else:
+                masked_addcmul_(param, mask, sin_p0, g_sel, value=-float(lr) * quantum_weight)
 
 
 def _given_or_sin_pi(sin_factors: list[Tensor | None] | None, i: int, selected: Tensor) -> Tensor:
@@ -185,30 +232,56 @@ def _kernel_superpositional_adamw(
     grads: list[Tensor],
     exp_avgs: list[Tensor],
     exp_avg_sqs: list[Tensor],
+    max_exp_avg_sqs: list[Tensor],
     state_steps: list[Tensor],
     masks: list[QuantumMask],
     sin_factors: list[Tensor | None] | None,
     *,
     fused: bool,
     lr: float | Tensor,
-    beta1: float,
-    beta2: float,
+    beta1: float | Tensor,
+    beta2: float | Tensor,
     eps: float,
-    weight_decay: float,
+    weight_decay: float | Tensor,
     quantum_weight: float,
     mode: str,
+    amsgrad: bool,
+    maximize: bool,
+    capturable: bool,
     perturbations: list[Tensor] | None,
     selection: QuantumSelection | None,
 ) -> None:
-    if not fused and isinstance(lr, Tensor):
-        # torch's foreach Adam rejects a tensor lr unless capturable; the value is all it needs here.
-        lr = lr.item()
-    lr_value = float(lr)
+    if not fused and torch.compiler.is_compiling():
+        # As torch.compile does for torch's own optimizers (note [torch.compile x capturable]): a traced
+        # foreach step keeps its step counts as tensors (same values; the compiler checks the devices).
+        capturable = True
+    if not capturable:
+        # torch's foreach kernel rejects tensor hyper-parameters unless capturable (its fused kernel takes a
+        # tensor lr); the values are all they need here.
+        beta1, beta2, weight_decay = (
+            x.item() if isinstance(x, Tensor) else x for x in (beta1, beta2, weight_decay)
+        )
+        if not fused and isinstance(lr, Tensor):
+            lr = lr.item()
+    adam = functools.partial(
+        _run_torch_adamw,
+        exp_avgs=exp_avgs,
+        exp_avg_sqs=exp_avg_sqs,
+        max_exp_avg_sqs=max_exp_avg_sqs,
+        state_steps=state_steps,
+        fused=fused,
+        lr=lr,
+        beta1=beta1,
+        beta2=beta2,
+        eps=eps,
+        weight_decay=weight_decay,
+        amsgrad=amsgrad,
+        maximize=maximize,
+        capturable=capturable,
+    )
     quantum = quantum_weight != 0 and any(m.count for m in masks)
     if not quantum:
-        _run_torch_adamw(
-            params, grads, exp_avgs, exp_avg_sqs, state_steps, fused, lr, beta1, beta2, eps, weight_decay
-        )
+        adam(params, grads)
         return
 
     sel = selection if selection is not None else QuantumSelection(params, masks)
@@ -217,18 +290,27 @@ def _kernel_superpositional_adamw(
         sel = QuantumSelection(params, masks, grads)
         g_views = sel.bind(params, masks, grads)
 
+    # maximize: the kernel negates the gradient it is given, and Q is formed from that negated gradient
+    # (SPEC 1.11). q = sin(pi p0) * g below, so Q = sign * q. mode="moment" needs no change: the kernel
+    # receives g + qw*q and its moments see -(g + qw*q) = (-g) + qw * sin(pi p0) * (-g).
+    sign = -1.0 if maximize else 1.0
     # mode="update" applies -lr*qw*Q BEFORE the kernel, divided by (1 - lr*wd) so that the kernel's
     # decoupled weight decay scales it back:  (p0 - c/(1-lr*wd) * Q) * (1-lr*wd) - adam
     #                                        = p0 * (1-lr*wd) - adam - c * Q,   c = lr * qw.
     # The p elements just read for Q are still in cache then (after the kernel has streamed every
     # parameter they are not), and scope="all" never holds a full-size Q for all tensors at once.
-    # Only lr*wd == 1 (the kernel zeroes p) forces the correction after the kernel.
-    decay = 1 - lr_value * weight_decay
-    update_before = mode == "update" and decay != 0
-    update_alpha = -lr_value * quantum_weight / (decay if update_before else 1.0)
+    # lr*wd == 1 (the kernel zeroes p) and capturable (no host read of a tensor lr) apply the correction
+    # after the kernel instead.
+    if capturable:
+        update_before = False
+        update_alpha = lr * (-quantum_weight * sign)  # a 0-D tensor when lr is one
+    else:
+        decay = 1 - float(lr) * weight_decay
+        update_before = mode == "update" and decay != 0
+        update_alpha = -float(lr) * quantum_weight * sign / (decay if update_before else 1.0)
 
-    # 1. Q = sin(pi * p0) * g from the parameters BEFORE the kernel moves them. For prefix batches the
-    # persistent buffer b["q"] receives Q / q_scale (q_scale = pi on CPU, where sin goes through sinc;
+    # 1. q = sin(pi * p0) * g from the parameters BEFORE the kernel moves them. For prefix batches the
+    # persistent buffer b["q"] receives q / q_scale (q_scale = pi on CPU, where sin goes through sinc;
     # 1 otherwise) and q_scale is folded into the alpha that applies it: about six ops per step for
     # all tensors together, whatever the model size.
     q_scales: list[float] = []
@@ -249,7 +331,7 @@ def _kernel_superpositional_adamw(
                 q_scales.append(1.0)
         q.mul_(batch["g0"])
         if perturbations is not None:
-            perturbations.append(q * q_scales[-1])
+            perturbations.append(q * (q_scales[-1] * sign))
     scattered_q = [
         _given_or_sin_pi(sin_factors, i, gather_masked(params[i], masks[i]))
         * gather_masked(grads[i], masks[i])
@@ -263,14 +345,14 @@ def _kernel_superpositional_adamw(
             s = _given_or_sin_pi(sin_factors, i, p)
             if perturbations is not None:
                 q = s * g
-                perturbations.append(q)
+                perturbations.append(q * sign)
                 p.add_(q, alpha=update_alpha)
             else:
                 p.addcmul_(s, g, value=update_alpha)
     else:
         full_q = [_given_or_sin_pi(sin_factors, i, params[i]) * grads[i] for i in sel.full]
-    if perturbations is not None:
-        perturbations.extend([*full_q, *scattered_q])  # (prefix and pre-applied full Q: added above)
+    if perturbations is not None:  # (prefix and pre-applied full Q: added above)
+        perturbations.extend(q * sign for q in (*full_q, *scattered_q))
 
     kernel_grads = grads
     scattered_g0: list[Tensor] = []
@@ -282,7 +364,7 @@ def _kernel_superpositional_adamw(
         for i, q in zip(sel.scattered, scattered_q, strict=True):
             masked_add_(params[i], masks[i], q, alpha=update_alpha)
     elif mode == "moment":
-        # The kernel must see g' = g + qw * Q. A few elements: perturb the user's .grad in place and
+        # The kernel must see g' = g + qw * q. A few elements: perturb the user's .grad in place and
         # restore it exactly afterwards (users may read .grad after step()); whole tensors: new tensors.
         for batch, gv, scale in zip(sel.batches, g_views, q_scales, strict=True):
             torch.add(batch["g0"], batch["q"], alpha=quantum_weight * scale, out=batch["q"])  # g'
@@ -298,20 +380,7 @@ def _kernel_superpositional_adamw(
 
     # 2. torch's AdamW kernel does the Adam part.
     try:
-        _run_torch_adamw(
-            params,
-            kernel_grads,
-            exp_avgs,
-            exp_avg_sqs,
-            state_steps,
-            fused,
-            lr,
-            beta1,
-            beta2,
-            eps,
-            weight_decay,
-            uniform=sel.uniform,
-        )
+        adam(params, kernel_grads, uniform=sel.uniform)
     finally:
         if mode == "moment":
             for batch, gv in zip(sel.batches, g_views, strict=True):
@@ -319,8 +388,17 @@ def _kernel_superpositional_adamw(
             for i, g0 in zip(sel.scattered, scattered_g0, strict=True):
                 masked_copy_(grads[i], masks[i], g0)
 
-    # 3. mode="update" with lr*wd == 1 only: the correction after the kernel.
+    # 3. mode="update" with lr*wd == 1 or capturable: the correction after the kernel.
     if mode == "update" and not update_before:
+        if isinstance(update_alpha, Tensor):
+            for batch, scale in zip(sel.batches, q_scales, strict=True):
+                batch["q"].mul_(update_alpha * scale)
+                torch._foreach_add_(batch["p"], batch["q_views"])
+            if sel.full:
+                torch._foreach_add_([params[i] for i in sel.full], torch._foreach_mul(full_q, update_alpha))
+            for i, q in zip(sel.scattered, scattered_q, strict=True):
+                masked_add_(params[i], masks[i], q * update_alpha, alpha=1.0)
+            return
         for batch, scale in zip(sel.batches, q_scales, strict=True):
             torch._foreach_add_(batch["p"], batch["q_views"], alpha=update_alpha * scale)
         if sel.full:
@@ -330,18 +408,23 @@ def _kernel_superpositional_adamw(
 
 
 def _run_torch_adamw(
-    params,
-    grads,
-    exp_avgs,
-    exp_avg_sqs,
-    state_steps,
-    fused,
-    lr,
-    beta1,
-    beta2,
-    eps,
-    weight_decay,
-    uniform=None,
+    params: list[Tensor],
+    grads: list[Tensor],
+    *,
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    max_exp_avg_sqs: list[Tensor],
+    state_steps: list[Tensor],
+    fused: bool,
+    lr: float | Tensor,
+    beta1: float | Tensor,
+    beta2: float | Tensor,
+    eps: float,
+    weight_decay: float | Tensor,
+    amsgrad: bool,
+    maximize: bool,
+    capturable: bool,
+    uniform: tuple | None = None,
 ) -> None:
     """torch's own multi-tensor (foreach) or fused AdamW kernel, as ``torch.optim.AdamW`` calls it.
 
@@ -350,22 +433,22 @@ def _run_torch_adamw(
     group, minus its per-step regrouping and dispatch checks: that saves about what the quantum
     correction costs on a CPU step (a few hundred microseconds with cold caches).
     """
-    if fused and uniform is not None and not isinstance(lr, Tensor):
+    if fused and uniform is not None and not isinstance(lr, Tensor) and not torch.compiler.is_compiling():
         torch._foreach_add_(state_steps, 1)
         torch._fused_adamw_(
             params,
             grads,
             exp_avgs,
             exp_avg_sqs,
-            [],
+            max_exp_avg_sqs,
             state_steps,
-            amsgrad=False,
+            amsgrad=amsgrad,
             lr=lr,
             beta1=beta1,
             beta2=beta2,
             weight_decay=weight_decay,
             eps=eps,
-            maximize=False,
+            maximize=maximize,
             grad_scale=None,
             found_inf=None,
         )
@@ -375,23 +458,23 @@ def _run_torch_adamw(
         grads,
         exp_avgs,
         exp_avg_sqs,
-        [],
+        max_exp_avg_sqs,
         state_steps,
         foreach=not fused,
         fused=fused,
-        capturable=False,
+        capturable=capturable,
         differentiable=False,
         grad_scale=None,
         found_inf=None,
         has_complex=False,
         decoupled_weight_decay=True,
-        amsgrad=False,
+        amsgrad=amsgrad,
         beta1=beta1,
         beta2=beta2,
         lr=lr,
         weight_decay=weight_decay,
         eps=eps,
-        maximize=False,
+        maximize=maximize,
     )
 
 
@@ -407,18 +490,30 @@ def superpositional_adamw(
     masks: list[QuantumMask],
     *,
     lr: float | Tensor,
-    beta1: float,
-    beta2: float,
+    beta1: float | Tensor,
+    beta2: float | Tensor,
     eps: float,
-    weight_decay: float,
+    weight_decay: float | Tensor,
     quantum_weight: float,
     mode: str = "update",
     implementation: str = "single_tensor",
+    amsgrad: bool = False,
+    max_exp_avg_sqs: list[Tensor] | None = None,
+    maximize: bool = False,
+    capturable: bool = False,
+    differentiable: bool = False,
+    has_complex: bool = False,
     sin_factors: list[Tensor | None] | None = None,
     perturbations: list[Tensor] | None = None,
     selection: QuantumSelection | None = None,
 ) -> None:
     """One Superpositional AdamW step on lists of plain tensors (functional API, in place).
+
+    The options ``amsgrad``, ``maximize``, ``capturable`` and ``differentiable`` mean what they mean in
+    ``torch.optim.AdamW`` (with ``quantum_weight=0`` this is torch's step): ``maximize`` negates the
+    gradient before ``Q`` is formed; ``amsgrad`` changes only the denominator (the running maximum of the
+    second moment); ``capturable`` keeps the step count and ``lr`` on the device (no host reads, for CUDA
+    graphs); ``differentiable`` runs the per-tensor path with autograd-friendly ops.
 
     Args:
         params: parameters (updated in place).
@@ -426,10 +521,11 @@ def superpositional_adamw(
         exp_avgs: first moments (updated in place).
         exp_avg_sqs: second moments (updated in place).
         state_steps: 0-D float step counters (incremented).
-        masks: one :class:`QuantumMask` per parameter (see :func:`build_quantum_mask`).
+        masks: one :class:`QuantumMask` per parameter (see :func:`build_quantum_mask`); for a complex
+            parameter, the mask of its ``torch.view_as_real`` view.
         lr: learning rate (float or 0-D tensor).
-        beta1: first-moment decay, in [0, 1).
-        beta2: second-moment decay, in [0, 1).
+        beta1: first-moment decay, in [0, 1) (float or 0-D tensor).
+        beta2: second-moment decay, in [0, 1) (float or 0-D tensor).
         eps: added to ``sqrt(v_hat)`` (outside the square root, as torch's Adam).
         weight_decay: decoupled weight decay (``p *= 1 - lr * weight_decay``).
         quantum_weight: lambda of the paper; 0 makes the step exactly AdamW.
@@ -437,6 +533,12 @@ def superpositional_adamw(
             (feed ``g + quantum_weight * Q`` to both moments).
         implementation: ``"single_tensor"`` (readable reference), ``"foreach"`` or ``"fused"`` (torch's
             kernels plus a batched correction).
+        amsgrad: use the running maximum of the second moments (``max_exp_avg_sqs``, updated in place).
+        max_exp_avg_sqs: required with ``amsgrad``: one tensor per parameter, zeros before the first step.
+        maximize: maximize the objective (the gradient is negated, then ``Q`` is formed from it).
+        capturable: tensor arithmetic on the step counters and ``lr`` (as torch's capturable path).
+        differentiable: autograd through the step (``"single_tensor"`` only).
+        has_complex: some tensors are complex: every list is viewed with ``torch.view_as_real`` first.
         sin_factors: optional precomputed ``sin(pi * p0[mask])`` per parameter (e.g. from a Qiskit
             estimator, see :mod:`hf_superpositional.optim.qiskit_backend`); None entries are computed here.
         perturbations: if a list is given, tensors holding the ``Q`` values (selected elements only) are
@@ -458,8 +560,16 @@ def superpositional_adamw(
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}")
+    if differentiable and implementation != "single_tensor":
+        raise ValueError(f"differentiable=True needs implementation='single_tensor', got {implementation!r}")
+    if amsgrad and (max_exp_avg_sqs is None or len(max_exp_avg_sqs) != len(params)):
+        raise ValueError("amsgrad=True needs max_exp_avg_sqs: one tensor per parameter")
     if not params:
         return
+    max_exp_avg_sqs = list(max_exp_avg_sqs) if amsgrad else []
+    if has_complex:  # torch's handling: step the real view (copies of the lists: the caller's stay complex)
+        params, grads, exp_avgs, exp_avg_sqs = list(params), list(grads), list(exp_avgs), list(exp_avg_sqs)
+        _view_as_real(params, grads, exp_avgs, exp_avg_sqs, *([max_exp_avg_sqs] if amsgrad else []))
     if isinstance(lr, Tensor) and lr.dim() != 0:
         lr = lr.squeeze()  # a 1-element tensor lr, as torch's _to_scalar does
     kwargs = dict(
@@ -470,25 +580,16 @@ def superpositional_adamw(
         weight_decay=weight_decay,
         quantum_weight=quantum_weight,
         mode=mode,
+        amsgrad=amsgrad,
+        maximize=maximize,
+        capturable=capturable,
         perturbations=perturbations,
     )
+    args = (params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, masks, sin_factors)
     if implementation == "single_tensor":
-        _single_tensor_superpositional_adamw(
-            params, grads, exp_avgs, exp_avg_sqs, state_steps, masks, sin_factors, **kwargs
-        )
+        _single_tensor_superpositional_adamw(*args, differentiable=differentiable, **kwargs)
     else:
-        _kernel_superpositional_adamw(
-            params,
-            grads,
-            exp_avgs,
-            exp_avg_sqs,
-            state_steps,
-            masks,
-            sin_factors,
-            fused=implementation == "fused",
-            selection=selection,
-            **kwargs,
-        )
+        _kernel_superpositional_adamw(*args, fused=implementation == "fused", selection=selection, **kwargs)
 
 
 def adam_update_sq_norm(

@@ -5,53 +5,28 @@ from __future__ import annotations
 import copy
 import math
 import os
+import re
 
 import numpy as np
 import pytest
 import torch
 
 from hf_superpositional.optim import SuperpositionalAdamW
-from tests.optim.optim_cases import MODES, PATHS, clone_params, grad_schedule, make_tensors, max_diff, run
+from tests.optim.optim_cases import (
+    MODES,
+    PATHS,
+    as_real_array,
+    assert_matches_numpy,
+    clone_params,
+    fresh,
+    grad_schedule,
+    make_tensors,
+    max_diff,
+    numpy_reference,
+    run,
+)
 
 SCOPES = ("first_n", "all")
-
-
-# --------------------------------------------------------------------------------------------------
-# Independent NumPy float64 re-derivation of SPEC section 1
-# --------------------------------------------------------------------------------------------------
-def numpy_reference(tensors, schedule, hypers_per_param):
-    """SPEC 1 in float64, one parameter at a time. ``hypers_per_param[i]`` holds that param's group."""
-    params = [t.double().numpy().copy() for t in tensors]  # logical (row-major) copies
-    m = [np.zeros_like(p) for p in params]
-    v = [np.zeros_like(p) for p in params]
-    t_count = [0] * len(params)
-    for row in schedule:
-        for i, g_t in enumerate(row):
-            if g_t is None:
-                continue
-            h = hypers_per_param[i]
-            g = g_t.double().numpy()
-            p0 = params[i].copy()
-            if h["scope"] == "all":
-                mask = np.ones(p0.size)
-            else:
-                mask = (np.arange(p0.size) < h["n_qubits"]).astype(float)  # row-major flat index < n
-            mask = mask.reshape(p0.shape)
-            q = mask * np.sin(np.pi * p0) * g
-            t_count[i] += 1
-            t = t_count[i]
-            b1, b2 = h["betas"]
-            p = p0 * (1 - h["lr"] * h["weight_decay"])
-            g_moments = g + h["quantum_weight"] * q if h["mode"] == "moment" else g
-            m[i] = b1 * m[i] + (1 - b1) * g_moments
-            v[i] = b2 * v[i] + (1 - b2) * g_moments * g_moments
-            m_hat = m[i] / (1 - b1**t)
-            v_hat = v[i] / (1 - b2**t)
-            step = m_hat / (np.sqrt(v_hat) + h["eps"])
-            if h["mode"] == "update":
-                step = step + h["quantum_weight"] * q
-            params[i] = p - h["lr"] * step
-    return params
 
 
 HYPER = {"lr": 1e-2, "betas": (0.9, 0.99), "eps": 1e-8, "weight_decay": 0.1}
@@ -275,10 +250,26 @@ def test_deepcopy_keeps_settings():
         ({"scope": "last_n"}, "scope"),
         ({"perturbation_backend": "ibm"}, "perturbation_backend"),
         ({"foreach": True, "fused": True}, "foreach"),
+        ({"lr": math.inf}, r"lr must be a finite non-negative float \(allowed range: 0 <= lr < inf\)"),
+        ({"lr": torch.tensor(math.inf)}, "lr must be a finite"),
+        ({"eps": math.inf}, "eps must be a finite"),
+        ({"weight_decay": math.inf}, "weight_decay must be a finite"),
+        ({"quantum_weight": math.inf}, "quantum_weight must be a finite"),
+        ({"quantum_weight": -math.inf}, "quantum_weight must be a non-negative float"),
+        (
+            {"betas": (torch.tensor([0.9, 0.9]), 0.999)},
+            "betas[0] must be a float in [0, 1) or a 1-element tensor",
+        ),
+        ({"amsgrad": "yes"}, "amsgrad must be True or False"),
+        ({"maximize": 1}, "maximize must be True or False"),
+        ({"fused": "auto"}, "fused must be True, False or None"),
+        ({"fused": True, "differentiable": True}, "fused=True does not support differentiable=True"),
+        ({"foreach": True, "differentiable": True}, "foreach=True does not support differentiable=True"),
     ],
 )
 def test_invalid_arguments_raise_value_error(kwargs, name):
-    with pytest.raises(ValueError, match=name.replace("[", r"\[").replace("]", r"\]")):
+    pattern = name if "\\" in name else re.escape(name)
+    with pytest.raises(ValueError, match=pattern):
         SuperpositionalAdamW([torch.nn.Parameter(torch.randn(2))], **kwargs)
 
 
@@ -456,3 +447,245 @@ def test_update_all_when_weight_decay_zeroes_the_parameter(path):
     expected = numpy_reference(tensors, schedule, [group] * len(tensors))
     for p, e in zip(params, expected, strict=True):
         np.testing.assert_allclose(p.detach().double().numpy(), e, rtol=0, atol=TOL)
+
+
+# --------------------------------------------------------------------------------------------------
+# torch AdamW's options (SPEC 1.11): amsgrad, maximize, capturable, differentiable, complex, tensor lr
+# --------------------------------------------------------------------------------------------------
+OPTIONS = {
+    "amsgrad": {"amsgrad": True},
+    "maximize": {"maximize": True},
+    "maximize, amsgrad": {"maximize": True, "amsgrad": True},
+    "tensor lr, tensor betas": {"lr": torch.tensor(1e-2), "betas": (torch.tensor(0.9), torch.tensor(0.99))},
+}
+
+
+@pytest.mark.parametrize("path", ["loop", "foreach", "fused", "default"])
+@pytest.mark.parametrize("option", list(OPTIONS))
+def test_options_at_quantum_weight_zero_are_torch_adamw(option, path):
+    """Every option on every path is torch's AdamW, bit for bit, parameters and state (200 steps)."""
+    tensors = make_tensors()
+    schedule = grad_schedule(tensors, 200)
+    kwargs = {**HYPER, **fresh(OPTIONS[option])}
+    ours_p, ref_p = clone_params(tensors), clone_params(tensors)
+    ours = SuperpositionalAdamW(
+        ours_p, quantum_weight=0.0, **kwargs, **({} if path == "default" else PATHS[path])
+    )
+    ref_flags = PATHS["fused"] if path == "default" else PATHS[path]  # our default on CPU: fused
+    if "tensor" in option and path == "foreach":
+        ref_flags = PATHS["loop"]  # torch refuses tensor lr/betas with foreach (without capturable)
+    ref = torch.optim.AdamW(ref_p, **fresh(kwargs), **ref_flags)
+    run(ours, ours_p, schedule)
+    run(ref, ref_p, schedule)
+    exact = ref_flags == (PATHS["fused"] if path == "default" else PATHS[path])
+    for a, b in zip(ours_p, ref_p, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0 if exact else 1e-6)
+        assert ours.state[a].keys() == ref.state[b].keys()
+        for key in ref.state[b]:
+            torch.testing.assert_close(
+                ours.state[a][key], ref.state[b][key], rtol=0, atol=0 if exact else 1e-6
+            )
+
+
+@pytest.mark.parametrize("path", list(PATHS))
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("option", list(OPTIONS))
+def test_options_match_numpy_reference(option, mode, path):
+    """quantum_weight > 0: maximize negates g before Q is formed, amsgrad changes only the denominator,
+    tensor hyper-parameters are their values (the NumPy re-derivation, optim_cases.numpy_reference)."""
+    tensors = make_tensors(seed=2)
+    schedule = grad_schedule(tensors, 50, seed=3)
+    group = {**HYPER, **fresh(OPTIONS[option]), "quantum_weight": 0.7, "n_qubits": 4, "mode": mode}
+    params = clone_params(tensors)
+    run(SuperpositionalAdamW(params, **fresh(group), **PATHS[path]), params, schedule)
+    assert_matches_numpy(params, numpy_reference(tensors, schedule, [group] * len(tensors)), TOL)
+    # the option matters at this tolerance (amsgrad moves these parameters by ~5e-4 over 50 steps)
+    plain = {k: v for k, v in group.items() if k not in ("amsgrad", "maximize")}
+    if "amsgrad" in group or "maximize" in group:
+        other = numpy_reference(tensors, schedule, [plain] * len(tensors))
+        assert max(np.abs(as_real_array(p) - o).max() for p, o in zip(params, other, strict=True)) > 10 * TOL
+
+
+def test_maximize_forms_q_from_the_negated_gradient():
+    """One step by hand: with maximize, p1 = p0 - lr * (m_hat/(sqrt(v_hat)+eps) + qw * sin(pi p0) * (-g))."""
+    p0, g, lr, qw = 0.25, 0.5, 0.1, 0.5
+    param = torch.nn.Parameter(torch.tensor([p0], dtype=torch.float64))
+    param.grad = torch.tensor([g], dtype=torch.float64)
+    SuperpositionalAdamW([param], lr=lr, eps=0.0, maximize=True, quantum_weight=qw, foreach=False).step()
+    adam_direction = -1.0  # step 1: m_hat / sqrt(v_hat) = sign(-g)
+    expected = p0 - lr * (adam_direction + qw * math.sin(math.pi * p0) * (-g))
+    assert param.item() == pytest.approx(expected, abs=1e-15)
+
+
+# -------------------------------------------------------------------------------- complex parameters
+def complex_tensors(seed: int = 0) -> list[torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    return [
+        torch.randn(4, 3, dtype=torch.complex64, generator=gen),
+        torch.randn(5, 2, generator=gen),  # real, beside the complex ones
+        torch.randn(3, dtype=torch.complex64, generator=gen),
+    ]
+
+
+def complex_schedule(tensors, steps, seed=1):
+    gen = torch.Generator().manual_seed(seed)
+    return [[torch.randn(t.shape, dtype=t.dtype, generator=gen) for t in tensors] for _ in range(steps)]
+
+
+@pytest.mark.parametrize("path", ["loop", "foreach", "default"])
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("option", ["none", "maximize, amsgrad"])
+def test_complex_parameters_match_numpy_reference(option, mode, path):
+    """Complex parameters are stepped and perturbed on their view_as_real view, first_n counting real
+    components (the docstring's definition, re-derived in NumPy on the real view)."""
+    tensors = complex_tensors()
+    schedule = complex_schedule(tensors, 30)
+    group = {**HYPER, "quantum_weight": 0.7, "n_qubits": 5, "mode": mode, **OPTIONS.get(option, {})}
+    params = clone_params(tensors)
+    run(SuperpositionalAdamW(params, **group, **({} if path == "default" else PATHS[path])), params, schedule)
+    assert_matches_numpy(params, numpy_reference(tensors, schedule, [group] * len(tensors)), TOL)
+
+
+def test_complex_first_n_counts_real_components():
+    """n_qubits=3 on a complex vector perturbs re(z0), im(z0), re(z1) and nothing else."""
+    z = torch.tensor([0.3 + 0.2j, 0.4 - 0.1j, 0.1 + 0.6j], dtype=torch.complex128)
+    grad = torch.tensor([0.5 + 0.4j, -0.3 + 0.2j, 0.2 - 0.7j], dtype=torch.complex128)
+    results = []
+    for quantum_weight in (0.0, 0.5):
+        p = torch.nn.Parameter(z.clone())
+        p.grad = grad.clone()
+        SuperpositionalAdamW([p], quantum_weight=quantum_weight, n_qubits=3, lr=0.1).step()
+        results.append(torch.view_as_real(p.detach()).reshape(-1))
+    changed = (results[0] != results[1]).tolist()
+    assert changed == [True, True, True, False, False, False]
+
+
+def test_complex_parameters_with_fused_raise_like_torch():
+    """torch's fused kernels take real floating tensors only: the same RuntimeError, before any change."""
+    for optimizer_class, kwargs in ((torch.optim.AdamW, {}), (SuperpositionalAdamW, {"quantum_weight": 0.5})):
+        p = torch.nn.Parameter(torch.randn(3, dtype=torch.complex64))
+        p.grad = torch.randn_like(p)
+        before = p.detach().clone()
+        with pytest.raises(RuntimeError, match="`fused=True` requires all the params to be floating point"):
+            optimizer_class([p], fused=True, **kwargs).step()
+        assert torch.equal(p.detach(), before)
+
+
+# ----------------------------------------------------------------------------------------- capturable
+@pytest.mark.parametrize("quantum_weight", [0.0, 0.7])
+@pytest.mark.parametrize("lr", [1e-2, "tensor"])
+def test_capturable_with_fused(lr, quantum_weight):
+    """capturable keeps the step counter (and a tensor lr) on the parameter's device and never reads them
+    on the host; on CPU torch runs it with fused=True. Equal to torch / NumPy."""
+    tensors = make_tensors()
+    schedule = grad_schedule(tensors, 30)
+    kwargs = {**HYPER, "amsgrad": True, "capturable": True, "fused": True}
+    params = clone_params(tensors)
+
+    def make_lr():
+        return torch.tensor(1e-2) if lr == "tensor" else lr
+
+    kwargs["lr"] = make_lr()
+    ours = SuperpositionalAdamW(params, **kwargs, quantum_weight=quantum_weight)
+    run(ours, params, schedule)
+    assert all(s["step"].dtype == torch.float32 for s in ours.state.values())
+    if quantum_weight == 0:
+        expected = clone_params(tensors)
+        run(torch.optim.AdamW(expected, **{**kwargs, "lr": make_lr()}), expected, schedule)
+        assert max_diff(params, expected) == 0.0
+    else:
+        group = {**kwargs, "quantum_weight": quantum_weight}
+        assert_matches_numpy(params, numpy_reference(tensors, schedule, [group] * len(tensors)), TOL)
+
+
+@pytest.mark.parametrize("path", ["loop", "foreach"])
+def test_capturable_on_cpu_is_refused_before_anything_moves(path):
+    """torch refuses capturable loop/foreach steps on CPU (AssertionError); ours names the option and the
+    devices it needs (ValueError and RuntimeError), before touching a parameter or the state."""
+    params = clone_params(make_tensors()[:2])
+    for p in params:
+        p.grad = torch.randn_like(p)
+    before = [p.detach().clone() for p in params]
+    optimizer = SuperpositionalAdamW(params, capturable=True, quantum_weight=0.5, **PATHS[path])
+    with pytest.raises(
+        ValueError, match=r"capturable=True needs parameters and step counters on one of \['cuda'"
+    ):
+        optimizer.step()
+    assert all(torch.equal(p.detach(), b) for p, b in zip(params, before, strict=True))
+    assert all(s["step"].item() == 0 for s in optimizer.state.values())
+    with pytest.raises(
+        AssertionError, match="If capturable=True, params and state_steps must be on supported"
+    ):
+        torch.optim.AdamW(params, capturable=True, **PATHS[path]).step()
+
+
+# ------------------------------------------------------------------ layouts torch's fused kernel mis-steps
+def transposed_problem():
+    """A transposed parameter whose gradient is contiguous: torch's fused kernel steps them as flat memory."""
+    gen = torch.Generator().manual_seed(0)
+    tensors = [torch.randn(3, 5, generator=gen).t(), torch.randn(4, generator=gen)]
+    schedule = [[torch.randn(5, 3, generator=gen), torch.randn(4, generator=gen)] for _ in range(10)]
+    return tensors, schedule
+
+
+@pytest.mark.parametrize("quantum_weight", [0.0, 0.7])
+def test_default_path_steps_mismatched_layouts_correctly(quantum_weight):
+    """The default path does not hand torch's fused kernel a parameter whose gradient has other strides
+    (on CPU that kernel silently pairs the wrong elements): it takes torch's next path and stays exact."""
+    tensors, schedule = transposed_problem()
+    params = clone_params(tensors)
+    run(SuperpositionalAdamW(params, **HYPER, quantum_weight=quantum_weight), params, schedule)
+    if quantum_weight == 0:
+        expected = clone_params(tensors)
+        run(torch.optim.AdamW(expected, **HYPER, foreach=False), expected, schedule)
+        assert max_diff(params, expected) <= 1e-6
+    else:
+        group = {**HYPER, "quantum_weight": quantum_weight}
+        assert_matches_numpy(params, numpy_reference(tensors, schedule, [group] * 2), TOL)
+
+
+def test_fused_refuses_mismatched_layouts():
+    """fused=True with such a parameter: torch's CUDA kernel refuses it, so ours refuses it everywhere,
+    naming the parameter, the strides and the alternatives, before anything moves."""
+    tensors, schedule = transposed_problem()
+    params = clone_params(tensors)
+    optimizer = SuperpositionalAdamW(params, fused=True)
+    with pytest.raises(
+        RuntimeError,
+        match=r"fused=True cannot step the parameter of shape \(5, 3\): its gradient's strides \(3, 1\) differ from its own \(1, 5\).*use foreach=True",
+    ):
+        run(optimizer, params, schedule[:1])
+    assert all(torch.equal(p, t) for p, t in zip(params, tensors, strict=True)) and not optimizer.state
+
+
+# --------------------------------------------------------------------------- signature, amsgrad later
+def test_positional_arguments_are_torch_adamws():
+    """AdamW(params, lr, betas, eps, weight_decay, amsgrad): the same positions mean the same here."""
+    tensors = make_tensors()
+    schedule = grad_schedule(tensors, 20)
+    ours_p, ref_p = clone_params(tensors), clone_params(tensors)
+    args = (1e-2, (0.8, 0.99), 1e-6, 0.05, True)
+    ours = SuperpositionalAdamW(ours_p, *args, quantum_weight=0.0, fused=True)
+    ref = torch.optim.AdamW(ref_p, *args, fused=True)
+    run(ours, ours_p, schedule)
+    run(ref, ref_p, schedule)
+    assert ours.param_groups[0]["amsgrad"] is True and max_diff(ours_p, ref_p) == 0.0
+
+
+@pytest.mark.parametrize("path", list(PATHS))
+def test_amsgrad_switched_on_mid_run_starts_from_the_current_moments(path):
+    """torch would fail on the missing max_exp_avg_sq; ours starts it at zero, where max(0, v) = v: the
+    first amsgrad step is an Adam step and the running maximum starts at v."""
+    tensors = make_tensors()[:4]
+    schedule = grad_schedule(tensors, 6, skip_last_on_odd_steps=False)
+    with_switch, without = clone_params(tensors), clone_params(tensors)
+    opt_a = SuperpositionalAdamW(with_switch, quantum_weight=0.5, **PATHS[path])
+    opt_b = SuperpositionalAdamW(without, quantum_weight=0.5, **PATHS[path])
+    run(opt_a, with_switch, schedule[:5])
+    run(opt_b, without, schedule[:5])
+    opt_a.param_groups[0]["amsgrad"] = True
+    run(opt_a, with_switch, schedule[5:])
+    run(opt_b, without, schedule[5:])
+    assert max_diff(with_switch, without) == 0.0
+    for p in with_switch:
+        assert torch.equal(opt_a.state[p]["max_exp_avg_sq"], opt_a.state[p]["exp_avg_sq"])

@@ -1,15 +1,19 @@
 """The model card of a model trained with this package: what it was trained on, how, and how to load it.
 
 ``SuperpositionalTrainer.create_model_card`` (which ``Trainer.push_to_hub`` calls before uploading) adds
-this package's section to transformers' card: the base model and dataset (:class:`ModelCardInfo`), the
-optimizer with every hyper-parameter it ran with, the schedule and precision, the quantum-attention
-configuration, LoRA settings, results and a loading snippet (:func:`training_details`,
-:func:`render_model_card_section`, :func:`update_model_card`).
+this package's section to transformers' card: what the model is (fine-tuned from a base model, or trained from
+scratch from a config, with that config), its data (:class:`ModelCardInfo`), the optimizer with every
+hyper-parameter it ran with, the schedule and the precision that actually ran (fp16 requested on a CPU trains in
+float32, and the card says so), the quantum-attention configuration, LoRA settings, results and how to load it,
+with and without importing the package (:func:`training_details`, :func:`render_model_card_section`,
+:func:`update_model_card`). Like TRL's cards, the section is rendered from a template file
+(``templates/model_card_section.md.jinja``); this module only gathers the values.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +28,8 @@ __all__ = [
     "CARD_END",
     "ModelCardInfo",
     "is_hub_id",
+    "model_details",
+    "precision_that_ran",
     "render_model_card_section",
     "training_details",
     "update_model_card",
@@ -34,6 +40,26 @@ CARD_END = "<!-- hf_superpositional:end -->"
 """Markers around this package's section of a model card, so rewriting it replaces rather than repeats it."""
 
 _PAPER = "Superpositional Gradient Descent: Harnessing Quantum Principles for Model Training (IEEE QAI 2025)"
+# The sentence transformers' card writes for a model whose config has an empty `_name_or_path` (one built from a
+# config, never loaded): it would call a model trained from scratch a fine-tune of nothing.
+_EMPTY_FINETUNE_SENTENCE = "This model is a fine-tuned version of [](https://huggingface.co/) on "
+_FROM_SCRATCH_SENTENCE = "This model was trained from scratch on "
+# Config fields shown for a model trained from scratch (those the architecture has).
+_CONFIG_FIELDS = (
+    "model_type",
+    "vocab_size",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+    "max_position_embeddings",
+    "rope_theta",
+    "hidden_act",
+    "tie_word_embeddings",
+    "attention_dropout",
+)
 
 
 @dataclass
@@ -88,15 +114,68 @@ def _jsonable(value: Any) -> Any:
     return str(getattr(value, "value", value))
 
 
+def precision_that_ran(trainer: Any) -> dict[str, str]:
+    """The mixed precision a Trainer asked for and the one its accelerator actually runs.
+
+    ``fp16=True`` on a CPU gets no fp16 autocast (accelerate enables it on accelerators only), so the model
+    trains in its parameters' dtype; under DeepSpeed the precision is DeepSpeed's (``fp16`` / ``bf16`` in its
+    config) and the weights themselves are half precision.
+
+    Returns:
+        ``{"requested": "fp16" | "bf16" | "no", "ran": ..., "parameters": "float32" | ...}``.
+    """
+    args = trainer.args
+    requested = "fp16" if args.fp16 else "bf16" if args.bf16 else "no"
+    accelerator = getattr(trainer, "accelerator", None)
+    ran = requested
+    if accelerator is not None:
+        if getattr(trainer, "is_deepspeed_enabled", False):
+            config = getattr(accelerator.state.deepspeed_plugin, "deepspeed_config", {}) or {}
+            enabled = [k for k in ("fp16", "bf16") if str((config.get(k) or {}).get("enabled", False)).lower() == "true"]
+            ran = f"{enabled[0]} (DeepSpeed)" if enabled else "no"
+        else:
+            ran = str(accelerator.mixed_precision) if accelerator.native_amp else "no"
+    parameters = next((str(p.dtype).removeprefix("torch.") for p in trainer.model.parameters()), "unknown")
+    return {"requested": requested, "ran": ran, "parameters": parameters}
+
+
+def model_details(model: Any) -> dict[str, Any]:
+    """What the model is, for the card: trained from scratch or not, architecture, configuration, size.
+
+    A model built from a config (``from_config`` or its constructor) has an empty ``config._name_or_path``;
+    one loaded with ``from_pretrained`` records where it came from. Only the former is "trained from scratch".
+
+    Example:
+        >>> from transformers import LlamaConfig, LlamaForCausalLM
+        >>> details = model_details(LlamaForCausalLM(LlamaConfig(hidden_size=16, intermediate_size=32,
+        ...     num_hidden_layers=1, num_attention_heads=2, vocab_size=32)))
+        >>> details["from_scratch"], details["architecture"], details["config"]["hidden_size"]
+        (True, 'LlamaForCausalLM', 16)
+    """
+    base = base_model_of(model)
+    config = getattr(base, "config", None)
+    if config is None:
+        return {"from_scratch": False, "architecture": type(base).__name__, "model_type": None, "config": None}
+    shown = {key: _jsonable(getattr(config, key)) for key in _CONFIG_FIELDS if getattr(config, key, None) is not None}
+    shown["parameters"] = sum(p.numel() for p in base.parameters())
+    return {
+        "from_scratch": not getattr(config, "_name_or_path", ""),
+        "architecture": type(base).__name__,
+        "model_type": getattr(config, "model_type", None),
+        "config": shown,
+    }
+
+
 def training_details(trainer: Any) -> dict[str, Any]:
-    """Optimizer, schedule, precision, quantum attention and LoRA of a Trainer, for the model card.
+    """Model, optimizer, schedule, precision, quantum attention and LoRA of a Trainer, for the model card.
 
     The optimizer's hyper-parameters are read from the optimizer the Trainer built (its ``defaults``: every
     value it ran with, ``quantum_weight`` and ``n_qubits`` included) when there is one, else from
-    ``TrainingArguments`` and ``optim_args``.
+    ``TrainingArguments`` and ``optim_args``. The precision is the one that ran (:func:`precision_that_ran`).
 
     Returns:
-        ``{"optimizer": {...}, "training": {...}, "quantum_attention": {...} | None, "lora": {...} | None}``.
+        ``{"model": {...}, "optimizer": {...}, "training": {...}, "quantum_attention": {...} | None,
+        "lora": {...} | None}``.
     """
     args = trainer.args
     optim = str(getattr(args.optim, "value", args.optim))
@@ -118,6 +197,7 @@ def training_details(trainer: Any) -> dict[str, Any]:
     if args.optim_args:
         optimizer["optim_args"] = args.optim_args
     world = max(1, getattr(args, "world_size", 1))
+    precision = precision_that_ran(trainer) if trainer.model is not None else None
     training = {
         "lr_scheduler_type": str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)),
         "warmup_steps": args.warmup_steps,
@@ -127,9 +207,15 @@ def training_details(trainer: Any) -> dict[str, Any]:
         "per_device_train_batch_size": args.per_device_train_batch_size,
         "gradient_accumulation_steps": args.gradient_accumulation_steps,
         "total_train_batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps * world,
-        "mixed_precision": "fp16" if args.fp16 else "bf16" if args.bf16 else "no",
+        "mixed_precision": precision["ran"] if precision else ("fp16" if args.fp16 else "bf16" if args.bf16 else "no"),
         "seed": args.seed,
     }
+    if precision is not None:
+        if precision["requested"] != precision["ran"]:
+            training["mixed_precision_requested"] = precision["requested"]
+        training["parameter_dtype"] = precision["parameters"]
+    if world > 1:
+        training["processes"] = world
     if getattr(trainer, "state", None) is not None and trainer.state.global_step:
         training["global_step"] = trainer.state.global_step
     quantum = None
@@ -137,21 +223,36 @@ def training_details(trainer: Any) -> dict[str, Any]:
         config = get_quantum_attention_config(base_model_of(trainer.model))
         quantum = None if config is None else config.to_dict()
     lora = lora_settings(trainer.model) if trainer.model is not None else None
-    return {"optimizer": optimizer, "training": training, "quantum_attention": quantum, "lora": lora}
+    model = model_details(trainer.model) if trainer.model is not None else None
+    return {"model": model, "optimizer": optimizer, "training": training, "quantum_attention": quantum, "lora": lora}
 
 
-def _table(rows: dict[str, Any], header: tuple[str, str]) -> str:
-    lines = [f"| {header[0]} | {header[1]} |", "| --- | --- |"]
-    for key, value in rows.items():
-        shown = f"{value:.6g}" if isinstance(value, float) else value
-        lines.append(f"| {key} | `{shown}` |")
-    return "\n".join(lines)
+def _shown(value: Any) -> Any:
+    return f"{value:.6g}" if isinstance(value, float) else value
+
+
+def _precision_note(training: dict[str, Any]) -> str:
+    ran = training.get("mixed_precision")
+    text = "float32 (no mixed precision)" if ran == "no" else f"`{ran}` mixed precision"
+    requested = training.get("mixed_precision_requested")
+    if requested is not None:
+        text += (
+            f"; `{requested}` was requested, but this run's device has no {requested} autocast, "
+            f"so it trained in {training.get('parameter_dtype', 'its parameter dtype')}"
+            if ran == "no"
+            else f"; `{requested}` was requested"
+        )
+    if training.get("parameter_dtype"):
+        text += f"; parameters `{training['parameter_dtype']}`"
+    return text
 
 
 def render_model_card_section(
     info: ModelCardInfo, details: dict[str, Any], repo_id: str | None = None
 ) -> str:
     """This package's model-card section (markdown between :data:`CARD_BEGIN` and :data:`CARD_END`).
+
+    Rendered from ``templates/model_card_section.md.jinja`` (the way TRL renders its cards).
 
     Args:
         info: what the training script knows (base model, dataset, results).
@@ -162,83 +263,42 @@ def render_model_card_section(
         >>> text = render_model_card_section(ModelCardInfo(base_model="m", dataset="openai/gsm8k"),
         ...     {"optimizer": {"optim": "adamw_torch", "lr": 2e-5}, "training": {}, "quantum_attention": None,
         ...      "lora": None})
-        >>> "| lr | `2e-05` |" in text
-        True
+        >>> "| lr | `2e-05` |" in text, "- **Base model:** `m`" in text
+        (True, True)
     """
-    repo = repo_id or "<user>/<repo>"
+    import jinja2
+
     optimizer = details["optimizer"]
-    quantum = details.get("quantum_attention")
-    lora = details.get("lora")
-    superpositional = is_superpositional_optim(optimizer.get("optim"))
-    parts = [CARD_BEGIN, "## Superpositional Gradient Descent fine-tune", ""]
-    parts.append(f"Trained with `hf_superpositional` (paper: *{_PAPER}*).")
-    parts.append("")
     dataset = f"`{info.dataset}`" if info.dataset else "unknown"
     if info.dataset_config:
         dataset += f" (config `{info.dataset_config}`"
         dataset += f", split `{info.train_split}`)" if info.train_split else ")"
     if info.dataset_note:
         dataset += f"; {info.dataset_note}"
-    parts += [
-        f"- **Base model:** `{info.base_model}`" if info.base_model else "- **Base model:** unknown",
-        f"- **Dataset:** {dataset}",
-    ]
-    if info.max_length:
-        parts.append(f"- **Context length:** {info.max_length} tokens")
-    name = optimizer.get("class", optimizer.get("optim"))
-    kind = "Superpositional Gradient Descent" if superpositional else "baseline"
-    parts += [f"- **Optimizer:** `{optimizer.get('optim')}` ({name}; {kind})", ""]
-    parts += [
-        "### Optimizer hyper-parameters",
-        "",
-        _table({k: v for k, v in optimizer.items() if k != "optim"}, ("hyper-parameter", "value")),
-        "",
-    ]
-    if details.get("training"):
-        parts += ["### Training", "", _table(details["training"], ("setting", "value")), ""]
-    parts += ["### Quantum attention", ""]
-    if quantum is None:
-        parts += ["Not used: the model has stock attention.", ""]
-    else:
-        parts += [
-            "Every patched attention layer adds `gate * Phi(score)` to its logits, `Phi` being the readout of a "
-            "parameterised circuit (paper eq. 3-5); the circuit parameters are part of the weights.",
-            "",
-            _table(quantum, ("field", "value")),
-            "",
-        ]
-    if lora is not None:
-        parts += ["### LoRA", "", _table(lora, ("field", "value")), ""]
-    parts += ["### Results", ""]
-    if info.results:
-        parts += [_table(dict(info.results), ("metric", "value")), ""]
-    else:
-        parts += ["No evaluation recorded.", ""]
-    if info.notes:
-        parts += [info.notes, ""]
-    parts += ["### Loading", "", "```python"]
-    if lora is not None:
-        parts += [
-            "import hf_superpositional  # registers quantum attention and restores the circuits on load",
-            "from hf_superpositional import load_trained_model",
-            f'model = load_trained_model("{repo}")  # base model, patched, plus this adapter',
-        ]
-    else:
-        parts += [
-            "import hf_superpositional  # registers quantum attention and restores the circuits on load",
-            "from transformers import AutoModelForCausalLM, AutoTokenizer",
-            f'model = AutoModelForCausalLM.from_pretrained("{repo}")',
-            f'tokenizer = AutoTokenizer.from_pretrained("{repo}")',
-        ]
-    parts += ["```"]
-    if quantum is not None:
-        parts += [
-            "",
-            "Without `import hf_superpositional`, loading fails with "
-            '`attn_implementation="quantum" is not supported`: the circuits are never silently dropped.',
-        ]
-    parts.append(CARD_END)
-    return "\n".join(parts)
+    model = details.get("model") or {"from_scratch": False, "architecture": None, "model_type": None, "config": None}
+    training = details.get("training") or {}
+    environment = jinja2.Environment(
+        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False, undefined=jinja2.StrictUndefined
+    )
+    environment.filters["shown"] = _shown
+    source = (resources.files(__package__) / "templates" / "model_card_section.md.jinja").read_text(encoding="utf-8")
+    text = environment.from_string(source).render(
+        begin=CARD_BEGIN,
+        end=CARD_END,
+        paper=_PAPER,
+        info=info,
+        model=model,
+        dataset=dataset,
+        optimizer=optimizer,
+        optimizer_rows={k: v for k, v in optimizer.items() if k != "optim"},
+        superpositional=is_superpositional_optim(optimizer.get("optim")),
+        training=training,
+        precision_note=_precision_note(training),
+        quantum=details.get("quantum_attention"),
+        lora=details.get("lora"),
+        repo=repo_id or "<user>/<repo>",
+    )
+    return text.strip("\n")
 
 
 def update_model_card(
@@ -252,7 +312,8 @@ def update_model_card(
 
     The metadata gains ``base_model`` (when it is a Hub id), ``datasets``, ``tags`` (``info.tags`` and
     ``extra_tags``) and ``pipeline_tag``; the section goes right after the card's first heading. A card that
-    does not exist yet is created.
+    does not exist yet is created. For a model trained from scratch, transformers' sentence calling it "a
+    fine-tuned version of []" (what it writes for a model built from a config) becomes "trained from scratch".
 
     Returns:
         ``path``.
@@ -294,6 +355,8 @@ def update_model_card(
             text = section + "\n\n" + text
         else:
             text = "\n".join(lines[: heading + 1] + ["", section, ""] + lines[heading + 1 :])
+    if (details.get("model") or {}).get("from_scratch"):
+        text = text.replace(_EMPTY_FINETUNE_SENTENCE, _FROM_SCRATCH_SENTENCE)
     card.text = text
     path.parent.mkdir(parents=True, exist_ok=True)
     card.save(path)

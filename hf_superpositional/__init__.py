@@ -6,11 +6,14 @@ Importing the package registers, idempotently:
   stock ``Trainer`` and ``HfArgumentParser`` (a warning, not an error, if the installed transformers lacks
   the private registry: ``superpositional_optimizer_cls_and_kwargs`` stays usable);
 - ``attn_implementation="quantum"`` / ``"quantum_flex"`` in transformers' ``AttentionInterface`` with
-  matching mask functions, and the loading hooks that restore quantum attention on ``from_pretrained``.
+  matching mask functions, and the loading hooks that restore quantum attention on ``from_pretrained``;
+- PEFT hooks: a LoRA adapter over a quantum-attention base saves its quantum configuration beside it, whoever
+  saves it (``Trainer``, TRL's ``SFTTrainer``, ``save_pretrained``), and ``PeftModel`` /
+  ``AutoPeftModelForCausalLM.from_pretrained`` patch the base with it before the adapter loads.
 
 Each registration is one explicit call at the end of this file and has a public undo
-(``unregister_superpositional_optimizers``, ``unregister_quantum_attention``, ``uninstall_loading_hooks``),
-which gives transformers back as it shipped.
+(``unregister_superpositional_optimizers``, ``unregister_quantum_attention``, ``uninstall_loading_hooks``,
+``uninstall_peft_hooks``), which gives transformers and peft back as they shipped.
 
 Example:
     >>> import hf_superpositional
@@ -36,11 +39,13 @@ from .integrations import (
     SUPERPOSITIONAL_ADAMW,
     CheckpointError,
     SuperpositionalTrainer,
+    install_peft_hooks,
     last_complete_checkpoint,
     load_trained_model,
     quantum_lora_config,
     register_superpositional_optimizers,
     superpositional_optimizer_cls_and_kwargs,
+    uninstall_peft_hooks,
     unregister_superpositional_optimizers,
     validate_checkpoint,
 )
@@ -72,7 +77,9 @@ __all__ = [
     "add_circuit_term",
     "circuit_kernel",
     "install_loading_hooks",
+    "install_peft_hooks",
     "uninstall_loading_hooks",
+    "uninstall_peft_hooks",
     "unregister_quantum_attention",
     "fourier_coefficients",
     "last_complete_checkpoint",
@@ -118,3 +125,4 @@ def __getattr__(name):
 register_superpositional_optimizers(on_missing="warn")
 register_quantum_attention()
 install_loading_hooks()
+install_peft_hooks()

@@ -23,7 +23,7 @@ PUBLIC = {
     "GSM8KAccuracy", "gsm8k_compute_metrics", "GSM8K_ACCURACY_DIR", "build_circuit",  # loaded on first use
     # the undo of every import-time registration, and loading back what was trained
     "unregister_quantum_attention", "install_loading_hooks", "uninstall_loading_hooks", "load_trained_model",
-    "circuit_kernel",
+    "circuit_kernel", "install_peft_hooks", "uninstall_peft_hooks",
 }  # fmt: skip
 
 
@@ -42,6 +42,11 @@ from transformers.masking_utils import AttentionMaskInterface
 import transformers.trainer as trainer_module
 import transformers.trainer_optimizer as trainer_optimizer
 from transformers.training_args import OptimizerNames
+import peft
+from peft import PeftModel
+
+auto_peft = next(k for k in peft.AutoPeftModel.__mro__ if "from_pretrained" in k.__dict__)
+from transformers import AutoModelForCausalLM
 
 def snapshot():
     return {
@@ -49,6 +54,11 @@ def snapshot():
         "masks": dict(AttentionMaskInterface._global_mapping),
         "post_init": PreTrainedModel.__dict__["post_init"],
         "initialize_weights": PreTrainedModel.__dict__["_initialize_weights"],
+        "from_pretrained": PreTrainedModel.__dict__["from_pretrained"],
+        "auto_from_pretrained": AutoModelForCausalLM.__dict__["from_pretrained"],
+        "peft_save": PeftModel.__dict__["save_pretrained"],
+        "peft_load": PeftModel.__dict__["from_pretrained"],
+        "auto_peft_load": auto_peft.__dict__["from_pretrained"],
         "optim_names": list(OptimizerNames.__members__),
         "handlers": dict(trainer_optimizer._OPTIMIZER_HANDLERS),
         "parse_optim_args": trainer_module._parse_optim_args,
@@ -62,19 +72,25 @@ assert {k for k in shipped if shipped[k] != registered[k]} == set(shipped), "the
 hf_superpositional.unregister_superpositional_optimizers()
 hf_superpositional.unregister_quantum_attention()
 hf_superpositional.uninstall_loading_hooks()
+hf_superpositional.uninstall_peft_hooks()
 undone = snapshot()
 differences = {k for k in shipped if undone[k] != shipped[k]}
 assert not differences, differences
 assert all(undone["attention"][k] is v for k, v in shipped["attention"].items())
+for key in ("from_pretrained", "auto_from_pretrained", "peft_load", "auto_peft_load", "peft_save"):  # the very objects shipped
+    assert undone[key] is shipped[key], key
 
 hf_superpositional.register_superpositional_optimizers()
 hf_superpositional.register_quantum_attention()
 hf_superpositional.install_loading_hooks()
+hf_superpositional.install_peft_hooks()
 again = snapshot()
 for key in ("attention", "masks", "optim_names", "handlers"):  # the same entries as the first time
     assert again[key] == registered[key], key
-for key in ("post_init", "initialize_weights", "parse_optim_args"):  # wrapped again (new wrapper objects)
+for key in ("post_init", "initialize_weights", "parse_optim_args", "peft_save"):  # wrapped again (new wrappers)
     assert again[key] is not shipped[key] and again[key].__wrapped__ is shipped[key], key
+for key in ("from_pretrained", "auto_from_pretrained", "peft_load", "auto_peft_load"):  # classmethods: the function inside is wrapped
+    assert again[key] is not shipped[key] and again[key].__func__.__wrapped__ is shipped[key].__func__, key
 print("restored")
 """
 
@@ -88,8 +104,9 @@ def test_every_import_time_registration_has_a_public_undo():
 
 def test_import_makes_its_registrations_explicitly_one_line_each():
     lines = (REPO / "hf_superpositional" / "__init__.py").read_text().strip().splitlines()
-    assert lines[-3:] == [
+    assert lines[-4:] == [
         'register_superpositional_optimizers(on_missing="warn")',
         "register_quantum_attention()",
         "install_loading_hooks()",
+        "install_peft_hooks()",
     ]

@@ -13,7 +13,7 @@ from .._utils import unwrap_optimizer
 from .checkpoint import CheckpointError, last_complete_checkpoint, validate_checkpoint
 from .hub import load_trained_model
 from .model_card import ModelCardInfo
-from .peft import quantum_lora_config
+from .peft import install_peft_hooks, quantum_lora_config, uninstall_peft_hooks
 from .trainer import SuperpositionalTrainer
 from .transformers import (
     QUANTUM_MOMENT_ADAMW,
@@ -29,11 +29,13 @@ __all__ = [
     "CheckpointError",
     "ModelCardInfo",
     "SuperpositionalTrainer",
+    "install_peft_hooks",
     "last_complete_checkpoint",
     "load_trained_model",
     "quantum_lora_config",
     "register_superpositional_optimizers",
     "superpositional_optimizer_cls_and_kwargs",
+    "uninstall_peft_hooks",
     "unregister_superpositional_optimizers",
     "unwrap_optimizer",
     "validate_checkpoint",

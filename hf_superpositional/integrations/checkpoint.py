@@ -28,7 +28,6 @@ import logging
 import os
 import re
 import warnings
-import zipfile
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -40,7 +39,17 @@ from torch import nn
 
 from ..attention import QuantumAttentionConfig, get_quantum_attention_config
 from ..naming import QUANTUM_CONFIG_KEY, QUANTUM_MODULE_NAME, is_quantum_parameter_name
+from ..attention.loading import QUANTUM_ADAPTER_CONFIG_NAME
 from ..optim import SuperpositionalAdamW
+from .checkpoint_files import (
+    CHECKSUMS_FILE,
+    CheckpointError,
+    check_zip,
+    non_finite_tensors,
+    read_json,
+    safetensors_shapes,
+    verify_checksums,
+)
 from .transformers import superpositional_kwargs_of
 
 __all__ = [
@@ -48,6 +57,7 @@ __all__ = [
     "CheckpointError",
     "CheckpointReport",
     "last_complete_checkpoint",
+    "resume_checkpoint_report",
     "validate_checkpoint",
     "validate_resume_checkpoint",
 ]
@@ -78,13 +88,6 @@ choose how the same function is evaluated (e.g. ``quantum_flex`` on a GPU), so t
 """
 
 
-class CheckpointError(ValueError):
-    """A checkpoint cannot be resumed without losing or silently changing something.
-
-    The message names the offending file and what is wrong with it.
-    """
-
-
 @dataclass
 class CheckpointReport:
     """What :func:`validate_checkpoint` checked.
@@ -95,6 +98,8 @@ class CheckpointReport:
         quantum_attention: the checkpoint's ``quantum_attention`` config entry, or ``None``.
         checked: the files that were read.
         warnings: problems that do not change the trained values (also emitted as ``UserWarning``).
+        param_group_sizes: how many parameters each saved optimizer param group holds (``None`` when no
+            ``optimizer.pt`` was read).
     """
 
     path: Path
@@ -102,6 +107,7 @@ class CheckpointReport:
     quantum_attention: dict[str, Any] | None = None
     checked: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    param_group_sizes: list[int] | None = None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -148,61 +154,8 @@ def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
 
 
 # --------------------------------------------------------------------------------------------------
-# reading headers
+# weights
 # --------------------------------------------------------------------------------------------------
-def _safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]]:
-    """Tensor shapes from a ``.safetensors`` header, after checking the file is complete.
-
-    Format: an 8-byte little-endian header length, a JSON header mapping names to dtype, shape and
-    ``data_offsets``, then the data buffer, which must be exactly as long as the offsets say.
-    """
-    size = path.stat().st_size
-    with open(path, "rb") as handle:
-        raw_length = handle.read(8)
-        if len(raw_length) < 8:
-            raise CheckpointError(f"{path}: truncated ({size} bytes, shorter than a safetensors header).")
-        header_length = int.from_bytes(raw_length, "little")
-        if 8 + header_length > size:
-            raise CheckpointError(
-                f"{path}: truncated: the safetensors header announces {header_length} bytes but the file holds "
-                f"{size} bytes in all."
-            )
-        try:
-            header = json.loads(handle.read(header_length))
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise CheckpointError(f"{path}: corrupt safetensors header ({error}).") from None
-    header.pop("__metadata__", None)
-    data_end = max((int(entry["data_offsets"][1]) for entry in header.values()), default=0)
-    if 8 + header_length + data_end != size:
-        raise CheckpointError(
-            f"{path}: truncated or corrupt: its header describes {8 + header_length + data_end} bytes, the file "
-            f"holds {size}."
-        )
-    return {name: tuple(int(s) for s in entry["shape"]) for name, entry in header.items()}
-
-
-def _check_zip(path: Path) -> None:
-    """``torch.save`` files are zip archives: a file cut short loses its central directory, a corrupt one fails CRC."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            bad = archive.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError) as error:
-        raise CheckpointError(
-            f"{path}: cannot be read ({error}); the file is truncated or corrupt."
-        ) from None
-    if bad is not None:
-        raise CheckpointError(f"{path}: corrupt (CRC mismatch in member {bad!r}).")
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CheckpointError(
-            f"{path}: not valid JSON ({error}); the file is truncated or corrupt."
-        ) from None
-
-
 def _weight_shapes(
     folder: Path, report: CheckpointReport
 ) -> tuple[dict[str, tuple[int, ...]], dict[str, Path], bool]:
@@ -216,16 +169,16 @@ def _weight_shapes(
         where.update(dict.fromkeys(found, path))
 
     if (folder / SAFE_WEIGHTS).is_file():
-        add(folder / SAFE_WEIGHTS, _safetensors_shapes(folder / SAFE_WEIGHTS))
+        add(folder / SAFE_WEIGHTS, safetensors_shapes(folder / SAFE_WEIGHTS))
     elif (folder / SAFE_WEIGHTS_INDEX).is_file():
-        index = _read_json(folder / SAFE_WEIGHTS_INDEX)
+        index = read_json(folder / SAFE_WEIGHTS_INDEX)
         report.checked.append(SAFE_WEIGHTS_INDEX)
         for shard in sorted(set(index.get("weight_map", {}).values())):
             if not (folder / shard).is_file():
                 raise CheckpointError(f"{folder / shard}: missing (listed in {SAFE_WEIGHTS_INDEX}).")
-            add(folder / shard, _safetensors_shapes(folder / shard))
+            add(folder / shard, safetensors_shapes(folder / shard))
     elif (folder / TORCH_WEIGHTS).is_file():
-        _check_zip(folder / TORCH_WEIGHTS)
+        check_zip(folder / TORCH_WEIGHTS)
         try:
             state = torch.load(folder / TORCH_WEIGHTS, map_location="meta", weights_only=True)
         except Exception as error:  # anything torch.load raises means the same thing to the user
@@ -234,10 +187,10 @@ def _weight_shapes(
             ) from None
         add(folder / TORCH_WEIGHTS, {k: tuple(v.shape) for k, v in state.items()})
     elif (folder / ADAPTER_SAFE_WEIGHTS).is_file():
-        add(folder / ADAPTER_SAFE_WEIGHTS, _safetensors_shapes(folder / ADAPTER_SAFE_WEIGHTS))
+        add(folder / ADAPTER_SAFE_WEIGHTS, safetensors_shapes(folder / ADAPTER_SAFE_WEIGHTS))
         return shapes, where, True
     elif (folder / ADAPTER_TORCH_WEIGHTS).is_file():
-        _check_zip(folder / ADAPTER_TORCH_WEIGHTS)
+        check_zip(folder / ADAPTER_TORCH_WEIGHTS)
         report.checked.append(ADAPTER_TORCH_WEIGHTS)
         return shapes, where, True
     elif any(child.name.startswith("pytorch_model_fsdp") for child in folder.iterdir()):
@@ -339,8 +292,11 @@ def _check_against_model(
                 f"{config_path}: the checkpoint's quantum attention config does not match the model being trained "
                 f"({'; '.join(diffs)})."
             )
-    if is_adapter or not shapes:
+    if is_adapter:
+        _check_adapter_quantum_config(folder, model)
         return  # adapter keys are PEFT-prefixed; PEFT's loader checks them
+    if not shapes:
+        return
     state = model.state_dict()
     for key, shape in shapes.items():
         if key in state and tuple(state[key].shape) != shape:
@@ -367,6 +323,34 @@ def _check_against_model(
         )
 
 
+def _check_adapter_quantum_config(folder: Path, model: nn.Module) -> None:
+    # A LoRA checkpoint's circuits (modules_to_save) fit only a base patched as in training: the quantum
+    # configuration saved beside the adapter must be the resuming model's.
+    get_base = getattr(model, "get_base_model", None)
+    model_cfg = get_quantum_attention_config(get_base() if callable(get_base) else model)
+    quantum_file = folder / QUANTUM_ADAPTER_CONFIG_NAME
+    saved = QuantumAttentionConfig.from_dict(read_json(quantum_file)) if quantum_file.is_file() else None
+    if saved is None and model_cfg is None:
+        return
+    if saved is None:
+        raise CheckpointError(
+            f"{quantum_file}: missing, but the model being trained has quantum attention ({_describe(model_cfg)}): "
+            "the adapter was saved from a model without it, or the file was lost."
+        )
+    if model_cfg is None:
+        raise CheckpointError(
+            f"{quantum_file}: the adapter was trained on a quantum-attention base ({_describe(saved)}) but the model "
+            "being trained has none; patch the base with apply_quantum_attention before get_peft_model."
+        )
+    diffs = [f"{n}: checkpoint {getattr(saved, n)!r}, model {getattr(model_cfg, n)!r}" for n in QUANTUM_STRUCTURE_FIELDS
+             if getattr(saved, n) != getattr(model_cfg, n)]  # fmt: skip
+    if diffs:
+        raise CheckpointError(
+            f"{quantum_file}: the checkpoint's quantum attention config does not match the model being trained "
+            f"({'; '.join(diffs)})."
+        )
+
+
 # --------------------------------------------------------------------------------------------------
 # optimizer state
 # --------------------------------------------------------------------------------------------------
@@ -388,12 +372,12 @@ def _check_optimizer(
             f"{folder / SCHEDULER}: missing. transformers skips the optimizer AND the learning-rate schedule when "
             "either file is absent, silently restarting both; restore it or resume from another checkpoint."
         )
-    _check_zip(folder / SCHEDULER)
+    check_zip(folder / SCHEDULER)
     report.checked.append(SCHEDULER)
     if optimizer_file is None:
         report.checked.append(f"{sharded_dirs[0].name}/ (sharded; not inspected)")
         return
-    _check_zip(optimizer_file)
+    check_zip(optimizer_file)
     if optimizer_file.name == OPTIMIZER_BIN:
         # accelerate's FSDP format (keyed by parameter name, may hold non-tensor objects): accelerate checks it
         # on load; the zip check above already catches a file cut short.
@@ -417,6 +401,13 @@ def _check_optimizer(
     groups = saved["param_groups"]
     ids = [i for g in groups for i in g.get("params", [])]
     state = saved["state"]
+    report.param_group_sizes = [len(g.get("params", [])) for g in groups]
+    non_finite = non_finite_tensors(state=state)
+    if non_finite:
+        raise CheckpointError(
+            f"{optimizer_file}: holds NaN/inf optimizer state ({', '.join(non_finite[:4])}): the run had diverged "
+            "when this checkpoint was written. Resume from an earlier checkpoint."
+        )
     for param_id, entry in state.items():
         if param_id not in ids:
             raise CheckpointError(
@@ -502,7 +493,9 @@ def validate_checkpoint(
        as many parameters as ``model`` trains, holds moments of shapes the model has, and (with
        ``optimizer_kwargs``) was saved with the same ``quantum_weight``, ``n_qubits``, ``mode`` and ``scope``;
     5. the RNG state file is readable (a missing one only warns: values stay correct, data order and dropout
-       may differ).
+       may differ);
+    6. weights and optimizer state hold no NaN/inf, and the files match the SHA-256 recorded in
+       ``checksums.sha256`` when ``SuperpositionalTrainer`` wrote the checkpoint.
 
     Args:
         checkpoint_dir: a ``checkpoint-N`` folder written by ``Trainer``.
@@ -522,7 +515,7 @@ def validate_checkpoint(
         >>> validate_checkpoint("/nonexistent/checkpoint-4")
         Traceback (most recent call last):
         ...
-        hf_superpositional.integrations.checkpoint.CheckpointError: /nonexistent/checkpoint-4: checkpoint folder does not exist.
+        hf_superpositional.integrations.checkpoint_files.CheckpointError: /nonexistent/checkpoint-4: checkpoint folder does not exist.
     """
     folder = Path(checkpoint_dir)
     if not folder.is_dir():
@@ -530,19 +523,27 @@ def validate_checkpoint(
     report = CheckpointReport(path=folder)
     if require_training_state:
         state_path = folder / TRAINER_STATE
+        if not state_path.is_file() and not any(
+            (folder / name).is_file() for name in (OPTIMIZER, OPTIMIZER_BIN, SCHEDULER, "rng_state.pth")
+        ):
+            raise CheckpointError(
+                f"{folder}: not a Trainer checkpoint (no {TRAINER_STATE}, {OPTIMIZER} or {SCHEDULER}): it holds a "
+                "saved model, which has no training state to resume. To train on from it, load it with "
+                "hf_superpositional.load_trained_model(folder) and start a new run with that model."
+            )
         if not state_path.is_file():
             raise CheckpointError(
                 f"{state_path}: missing. The Trainer writes it last, so this checkpoint is incomplete (the run was "
                 "probably interrupted while saving it); resume from an earlier checkpoint."
             )
-        trainer_state = _read_json(state_path)
+        trainer_state = read_json(state_path)
         report.global_step = int(trainer_state.get("global_step", 0) or 0)
         report.checked.append(TRAINER_STATE)
 
     shapes, where, is_adapter = _weight_shapes(folder, report)
     config: dict[str, Any] = {}
     if (folder / CONFIG).is_file():
-        config = _read_json(folder / CONFIG)
+        config = read_json(folder / CONFIG)
         report.checked.append(CONFIG)
     if not is_adapter:
         report.quantum_attention = _check_quantum_weights(folder, config, shapes, where)
@@ -557,11 +558,11 @@ def validate_checkpoint(
     elif require_training_state:
         _check_optimizer(folder, report, model, optimizer_kwargs)
         if (folder / SCALER).is_file():
-            _check_zip(folder / SCALER)
+            check_zip(folder / SCALER)
             report.checked.append(SCALER)
         rng_name = f"rng_state_{process_index}.pth" if world_size > 1 else "rng_state.pth"
         if (folder / rng_name).is_file():
-            _check_zip(folder / rng_name)
+            check_zip(folder / rng_name)
             report.checked.append(rng_name)
         else:
             message = (
@@ -570,10 +571,35 @@ def validate_checkpoint(
             )
             report.warnings.append(message)
             warnings.warn(message, stacklevel=2)
+    _check_values(folder, report, where)
     return report
 
 
+def _check_values(folder: Path, report: CheckpointReport, where: Mapping[str, Path]) -> None:
+    """Last, once the structure is known good: finite weights, and files unchanged since they were written."""
+    weight_files = sorted(set(where.values()))
+    non_finite = non_finite_tensors(weight_files)
+    if non_finite:
+        raise CheckpointError(
+            f"{folder}: holds NaN/inf weights ({', '.join(non_finite[:4])}): the run had diverged when this "
+            "checkpoint was written. Resume from an earlier checkpoint."
+        )
+    checked = verify_checksums(folder)
+    if checked is not None:
+        report.checked.append(f"{CHECKSUMS_FILE} ({len(checked)} files)")
+
+
 def validate_resume_checkpoint(trainer: Any, resume_from_checkpoint: str | bool | None) -> str | None:
+    """The checkpoint folder :func:`resume_checkpoint_report` checked (``None`` for a fresh run).
+
+    Example:
+        >>> trainer.train(resume_from_checkpoint=validate_resume_checkpoint(trainer, True))  # doctest: +SKIP
+    """
+    report = resume_checkpoint_report(trainer, resume_from_checkpoint)
+    return None if report is None else str(report.path)
+
+
+def resume_checkpoint_report(trainer: Any, resume_from_checkpoint: str | bool | None) -> CheckpointReport | None:
     """Resolve and check what ``trainer.train(resume_from_checkpoint=...)`` is about to load.
 
     ``True`` means the newest COMPLETE checkpoint of ``trainer.args.output_dir``
@@ -585,14 +611,15 @@ def validate_resume_checkpoint(trainer: Any, resume_from_checkpoint: str | bool 
         resume_from_checkpoint: ``None``/``False`` (fresh run), ``True`` or a folder.
 
     Returns:
-        The checkpoint folder to pass on to ``Trainer.train``, or ``None`` for a fresh run.
+        The :class:`CheckpointReport` of the folder to pass on to ``Trainer.train`` (its ``path``), or ``None``
+        for a fresh run.
 
     Raises:
         CheckpointError: no complete checkpoint under ``output_dir``, or any problem :func:`validate_checkpoint`
             finds.
 
     Example:
-        >>> trainer.train(resume_from_checkpoint=validate_resume_checkpoint(trainer, True))  # doctest: +SKIP
+        >>> report = resume_checkpoint_report(trainer, True)  # doctest: +SKIP
     """
     if resume_from_checkpoint is None or resume_from_checkpoint is False:
         return None
@@ -612,4 +639,4 @@ def validate_resume_checkpoint(trainer: Any, resume_from_checkpoint: str | bool 
         process_index=getattr(args, "process_index", 0),
     )
     logger.info("checkpoint %s passed validation (%s)", path, ", ".join(report.checked))
-    return path
+    return report

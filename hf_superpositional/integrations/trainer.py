@@ -13,7 +13,16 @@ On top of ``Trainer`` it:
   hyper-parameter, the quantum-attention configuration, LoRA settings, results, a loading snippet);
 - saves the quantum configuration next to every PEFT adapter it saves, checkpoints included
   (:func:`~hf_superpositional.integrations.peft.save_adapter_quantum_config`), so the adapter reloads with
-  its circuits.
+  its circuits;
+- stops with :class:`NonFiniteTrainingError` naming the step when the loss or the gradient norm is NaN/inf,
+  before the optimizer step spreads it into the weights and Adam moments (``on_nonfinite="skip"`` skips such
+  steps instead, with a warning and ``nonfinite_steps_skipped`` in the logs; the AMP grad scaler keeps its own
+  handling of overflowing fp16 gradients);
+- records the SHA-256 of every weight and state file in each checkpoint (verified on resume), and removes a
+  checkpoint folder whose writing failed (a full disk) instead of leaving it half-written;
+- resumes checkpoints written by the stock ``Trainer`` or TRL's ``SFTTrainer`` too (their optimizer has no
+  separate circuit param group: the resumed run keeps their layout);
+- warns once when ``fp16=True`` runs on a CPU, where it trains in float32 (:attr:`effective_mixed_precision`).
 
 Everything else (optimizer choice through ``optim``, schedulers, checkpoints, resume, distributed) is the
 stock Trainer's. With ``optim`` not ours it is the stock Trainer plus the circuit param group.
@@ -21,23 +30,37 @@ stock Trainer's. With ``optim`` not ours it is the stock Trainer plus the circui
 
 from __future__ import annotations
 
+import errno
+import logging
+import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 from transformers import Trainer, TrainerCallback
-from transformers.trainer_utils import IntervalStrategy
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, IntervalStrategy
 
 from .._utils import unwrap_optimizer
 from ..attention import apply_quantum_attention
 from ..naming import QUANTUM_CONFIG_KEY, is_quantum_parameter_name
-from .checkpoint import validate_resume_checkpoint
+from .checkpoint import resume_checkpoint_report
+from .checkpoint_files import CheckpointError, write_checksums
 from .model_card import ModelCardInfo, is_hub_id, training_details, update_model_card
 from .peft import save_adapter_quantum_config
 from .transformers import uses_superpositional_optimizer
 
-__all__ = ["MODEL_CARD_TAGS", "SuperpositionalTrainer"]
+__all__ = ["MODEL_CARD_TAGS", "NONFINITE_POLICIES", "NonFiniteTrainingError", "SuperpositionalTrainer"]
+
+logger = logging.getLogger(__name__)
+
+NONFINITE_POLICIES = ("raise", "skip")
+"""What ``SuperpositionalTrainer(on_nonfinite=...)`` does on a NaN/inf loss or gradient norm."""
+
+
+class NonFiniteTrainingError(RuntimeError):
+    """The loss or gradient norm of a training step was NaN or inf (the message names the step)."""
 
 MODEL_CARD_TAGS = {
     "library": "hf_superpositional",
@@ -77,6 +100,7 @@ class _QuantumDiagnosticsCallback(TrainerCallback):
 
     def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         trainer = self.trainer
+        trainer._guard_nonfinite_step()
         optimizer = unwrap_optimizer(trainer.optimizer)
         if optimizer is None or not hasattr(optimizer, "track_diagnostics"):
             return
@@ -87,6 +111,8 @@ class _QuantumDiagnosticsCallback(TrainerCallback):
         optimizer.track_diagnostics = self._will_log(args, state, state.global_step + 1)
 
     def on_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.trainer._step_loss_finite = True
+        self.trainer._last_grad_norm = None
         optimizer = unwrap_optimizer(self.trainer.optimizer)
         if getattr(optimizer, "track_diagnostics", False):
             # global_step is incremented after this event: the diagnostics belong to step global_step + 1.
@@ -112,6 +138,13 @@ class SuperpositionalTrainer(Trainer):
         model_card_info: a :class:`~hf_superpositional.integrations.model_card.ModelCardInfo` (base model,
             dataset, results...) for the model card; its ``results`` can be filled in after evaluation,
             before ``push_to_hub`` / ``create_model_card``.
+        on_nonfinite: ``"raise"`` (default): a NaN/inf loss or gradient norm stops training with
+            :class:`NonFiniteTrainingError` naming the step, before the optimizer step (the weights and
+            optimizer state stay those of the step before, as does the last checkpoint). ``"skip"``: such a
+            step leaves the weights and optimizer state untouched (the gradients are dropped; the step and the
+            learning-rate schedule still advance), logs a warning naming it, and counts it in
+            ``nonfinite_steps_skipped`` in the training logs. Overflows the fp16 grad scaler handles (it skips
+            those steps itself) are left to it.
         **trainer_kwargs: further keyword ``Trainer`` arguments.
 
     Example:
@@ -130,17 +163,32 @@ class SuperpositionalTrainer(Trainer):
         *trainer_args: Any,
         quantum_attention_config: Any = None,
         model_card_info: ModelCardInfo | None = None,
+        on_nonfinite: str = "raise",
         **trainer_kwargs: Any,
     ) -> None:
+        if on_nonfinite not in NONFINITE_POLICIES:
+            raise ValueError(f"on_nonfinite must be one of {list(NONFINITE_POLICIES)}, got {on_nonfinite!r}.")
         # Set before Trainer.__init__, which may already call `call_model_init`.
         self.quantum_attention_config = quantum_attention_config
         self.model_card_info = model_card_info
+        self.on_nonfinite = on_nonfinite
+        self.nonfinite_steps_skipped = 0
+        self._step_loss_finite = True
+        self._last_grad_norm: Any = None
+        self._stock_param_groups = False
         self._user_tracks_diagnostics: bool | None = None
         self._diagnostics_step: int | None = None
         if model is not None and quantum_attention_config is not None:
             model = self._apply_quantum_attention(model)
         super().__init__(model, args, *trainer_args, **trainer_kwargs)
         self.add_callback(_QuantumDiagnosticsCallback(self))
+        if self.args.fp16 and self.effective_mixed_precision == "no":
+            message = (
+                "fp16=True has no effect on this CPU run: transformers/accelerate have no fp16 autocast on CPU, so "
+                "the model trains in float32. Use bf16=True for mixed precision on a CPU, or run on a CUDA GPU."
+            )
+            logger.warning(message)
+            warnings.warn(message, stacklevel=2)
         # Like TRL's trainers: tag the model so `model.push_to_hub` outside the Trainer carries them too.
         if hasattr(self.model, "add_model_tags"):
             self.model.add_model_tags(self._model_tags(include_optimizer=False))
@@ -169,8 +217,40 @@ class SuperpositionalTrainer(Trainer):
         that does not match the weights or the model raises ``CheckpointError`` naming the file and the
         mismatch, where the stock Trainer would resume with silently re-initialised state.
         """
-        resume_from_checkpoint = validate_resume_checkpoint(self, resume_from_checkpoint)
-        return super().train(resume_from_checkpoint, *args, **kwargs)
+        report = resume_checkpoint_report(self, resume_from_checkpoint)
+        if report is not None:
+            self._match_saved_param_groups(report)
+        return super().train(None if report is None else str(report.path), *args, **kwargs)
+
+    def _param_group_sizes(self, stock: bool) -> list[int]:
+        model = self.model
+        trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        decay = set(Trainer.get_decay_parameter_names(self, model) if stock else self.get_decay_parameter_names(model))
+        sizes = [sum(n in decay for n, _ in trainable), sum(n not in decay for n, _ in trainable)]
+        if not stock:
+            quantum = sum(self.is_quantum_parameter(n, p) for n, p in trainable)
+            sizes = [sizes[0], sizes[1] - quantum] + ([quantum] if quantum else [])
+        return sizes
+
+    def _match_saved_param_groups(self, report: Any) -> None:
+        # The stock Trainer (and TRL's) keep circuit parameters in the decay group; the saved optimizer state
+        # is positional, so the resumed optimizer must have the groups it was saved with.
+        saved = report.param_group_sizes
+        if saved is None or self.optimizer is not None or saved == self._param_group_sizes(stock=False):
+            return
+        if saved == self._param_group_sizes(stock=True):
+            logger.warning(
+                "%s was written by a Trainer without SuperpositionalTrainer's circuit param group; the resumed "
+                "optimizer keeps its layout (circuit parameters stay in the weight-decay group, as they were "
+                "trained).",
+                report.path,
+            )
+            self._stock_param_groups = True
+            return
+        raise CheckpointError(
+            f"{report.path}/optimizer.pt: its param groups hold {saved} parameters, but this run builds "
+            f"{self._param_group_sizes(stock=False)}: the checkpoint comes from another model or optimizer set-up."
+        )
 
     # ---- which parameters are "quantum" ----
 
@@ -194,6 +274,8 @@ class SuperpositionalTrainer(Trainer):
 
     def get_decay_parameter_names(self, model: nn.Module) -> list[str]:
         """The stock decay names (no biases, no norms) minus the circuit parameters."""
+        if self._stock_param_groups:
+            return super().get_decay_parameter_names(model)
         quantum = set(self.quantum_parameter_names(model))
         return [name for name in super().get_decay_parameter_names(model) if name not in quantum]
 
@@ -207,7 +289,7 @@ class SuperpositionalTrainer(Trainer):
         """
         already_built = self.optimizer is not None
         optimizer = super().create_optimizer(model)
-        if not already_built:
+        if not already_built and not self._stock_param_groups:
             self._split_quantum_group(self.model if model is None else model)
         if self._user_tracks_diagnostics is None:
             # Recorded once, before the diagnostics callback first touches the flag.
@@ -268,10 +350,76 @@ class SuperpositionalTrainer(Trainer):
         return values
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        """``Trainer.log`` with :meth:`quantum_log_values` added to training-step logs (those with ``loss``)."""
+        """``Trainer.log`` with :meth:`quantum_log_values` added to training-step logs (those with ``loss``), and
+        ``nonfinite_steps_skipped`` once a step was skipped (``on_nonfinite="skip"``)."""
         if "loss" in logs:
             logs.update(self.quantum_log_values())
+            if self.nonfinite_steps_skipped:
+                logs["nonfinite_steps_skipped"] = self.nonfinite_steps_skipped
         super().log(logs, start_time)
+
+    # ---- non-finite losses and gradients ----
+
+    @property
+    def effective_mixed_precision(self) -> str:
+        """The precision training actually runs in: ``"fp16"``, ``"bf16"`` or ``"no"`` (float32).
+
+        ``fp16=True`` on a CPU gives ``"no"``: accelerate has no fp16 autocast there (the model card and logs
+        should say what ran, not what was asked).
+        """
+        accelerator = getattr(self, "accelerator", None)
+        precision = str(getattr(accelerator, "mixed_precision", "no"))
+        if precision in ("fp16", "bf16") and not getattr(accelerator, "native_amp", False):
+            return "no"
+        return precision
+
+    def training_step(self, model: nn.Module, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> torch.Tensor:
+        """``Trainer.training_step``; remembers whether the loss was finite (checked before the optimizer step)."""
+        loss = super().training_step(model, inputs, *args, **kwargs)
+        if not bool(torch.isfinite(loss.detach()).all()):
+            self._step_loss_finite = False
+        return loss
+
+    def _get_grad_norm(self, model: nn.Module, grad_norm: Any = None) -> Any:
+        # The Trainer computes the (global) gradient norm right before the optimizer step; keep it for the guard.
+        self._last_grad_norm = super()._get_grad_norm(model, grad_norm)
+        return self._last_grad_norm
+
+    def _guard_nonfinite_step(self) -> None:
+        """Before the optimizer step: raise, or skip the step, on a NaN/inf loss or gradient norm."""
+        loss_finite = self._step_loss_finite
+        if self.args.world_size > 1:  # every rank must take the same decision
+            flag = torch.tensor([0.0 if loss_finite else 1.0], device=self.args.device)
+            loss_finite = bool(self.accelerator.reduce(flag, reduction="sum").item() == 0)
+        grad_norm = self._last_grad_norm
+        if grad_norm is None:  # a transformers without _get_grad_norm: measure it
+            grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+            grad_norm = torch.nn.utils.get_total_norm(grads) if grads else None
+        grad_finite = grad_norm is None or bool(torch.isfinite(torch.as_tensor(grad_norm)).all())
+        if getattr(self.accelerator, "scaler", None) is not None:
+            grad_finite = True  # fp16 AMP: the grad scaler skips overflowing steps itself
+        self._step_loss_finite, self._last_grad_norm = True, None
+        if loss_finite and grad_finite:
+            return
+        step = self.state.global_step + 1
+        what = " and ".join(
+            name for name, ok in (("loss", loss_finite), (f"gradient norm ({float(grad_norm)})", grad_finite)) if not ok
+        )
+        if self.on_nonfinite == "raise":
+            raise NonFiniteTrainingError(
+                f"training step {step}: non-finite {what}. The optimizer step was not taken: the weights and "
+                f"optimizer state are those after step {step - 1}. Lower the learning rate or check the data; "
+                "SuperpositionalTrainer(on_nonfinite='skip') skips such steps instead."
+            )
+        self.nonfinite_steps_skipped += 1
+        for param in self.model.parameters():
+            param.grad = None  # the optimizer skips parameters without gradients: no update, no moment change
+        logger.warning(
+            "training step %d: non-finite %s; step skipped (%d so far), weights and optimizer state unchanged.",
+            step,
+            what,
+            self.nonfinite_steps_skipped,
+        )
 
     # ---- model card ----
 
@@ -325,6 +473,27 @@ class SuperpositionalTrainer(Trainer):
         )
 
     # ---- saving ----
+
+    def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:
+        # A checkpoint that fails to write (a full disk gives torch's "unexpected pos") is removed rather than
+        # left half-written; one that is written gets the checksums resume verifies.
+        folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        try:
+            super()._save_checkpoint(model, trial)
+        except (OSError, RuntimeError) as error:
+            if self.args.should_save and folder.is_dir():
+                shutil.rmtree(folder, ignore_errors=True)
+            full = getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or any(
+                text in str(error) for text in ("unexpected pos", "No space left", "file write failed")
+            )
+            reason = "the disk is full" if full else "writing failed"
+            raise CheckpointError(
+                f"{folder}: could not be written ({reason}: {type(error).__name__}: {error}). The incomplete folder "
+                "was removed, so resume_from_checkpoint=True picks the last complete checkpoint. Free space under "
+                f"{folder.parent} (or set save_total_limit) and resume."
+            ) from error
+        if self.args.should_save and folder.is_dir():
+            write_checksums(folder)
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
         """``Trainer.save_model``, then, for a PEFT model, the quantum configuration next to the adapter.

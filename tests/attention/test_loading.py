@@ -63,19 +63,64 @@ def test_bf16_loading_keeps_circuits_float32(tmp_path):
         assert torch.isfinite(loaded(ids).logits).all()
 
 
-def test_loading_with_a_non_quantum_attention_warns(tmp_path, caplog):
+def test_loading_with_a_non_quantum_attention_raises(tmp_path):
     apply_quantum_attention(tiny_llama(), gate_init=0.5).save_pretrained(tmp_path)
-    from transformers.utils import logging as hf_logging
+    for other in ("eager", "sdpa"):
+        with pytest.raises(ValueError, match=f"attn_implementation='{other}' was requested: its trained circuits"):
+            AutoModelForCausalLM.from_pretrained(tmp_path, attn_implementation=other)
+    # quantum_flex computes the same function: switching between the two quantum names stays allowed
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path, attn_implementation="quantum_flex")
+    assert quantum_circuit_modules(loaded) and loaded.config._attn_implementation == "quantum_flex"
 
-    hf_logging.enable_propagation()
-    try:
-        with caplog.at_level("WARNING"):
-            loaded = AutoModelForCausalLM.from_pretrained(tmp_path, attn_implementation="eager")
-    finally:
-        hf_logging.disable_propagation()
-    assert loaded.config._attn_implementation == "eager"
-    assert quantum_circuit_modules(loaded)  # the circuits are kept, only not applied
-    assert "NOT applied" in caplog.text
+
+def test_quantum_attention_alone_builds_default_circuits():
+    # from_config with only attn_implementation="quantum": the default config's circuits, gate 0 (= the base)
+    model = AutoModelForCausalLM.from_config(tiny_llama_config(), attn_implementation="quantum")
+    assert getattr(model.config, QUANTUM_CONFIG_KEY) == QuantumAttentionConfig().to_dict()
+    expected = circuit_state(apply_quantum_attention(tiny_llama(), QuantumAttentionConfig()))
+    assert circuit_state(model).keys() == expected.keys()
+    assert all(torch.equal(p, expected[n]) for n, p in circuit_state(model).items())
+
+
+def test_quantum_attention_on_an_unsupported_model_type_raises():
+    from transformers import GPT2Config
+
+    with pytest.raises(ValueError, match=r"support model_type in \['llama', 'mistral', 'qwen2'\]; got 'gpt2'"):
+        AutoModelForCausalLM.from_config(GPT2Config(n_layer=1, n_embd=16, n_head=2), attn_implementation="quantum")
+
+
+def test_switching_an_unpatched_model_to_quantum_raises_at_the_forward():
+    model = tiny_llama()
+    model.set_attn_implementation("quantum")
+    with pytest.raises(ValueError, match="without quantum-attention circuits: patch it first"):
+        model(tiny_input_ids())
+
+
+def test_circuit_weights_without_a_quantum_config_raise_naming_the_file(tmp_path):
+    apply_quantum_attention(tiny_llama(), gate_init=0.5).save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    del config[QUANTUM_CONFIG_KEY], config["attn_implementation"]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"model.safetensors holds quantum-attention circuit tensors"):
+        AutoModelForCausalLM.from_pretrained(tmp_path)
+
+
+def test_quantum_config_without_circuit_weights_raises_naming_the_file(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    apply_quantum_attention(tiny_llama(), gate_init=0.5).save_pretrained(tmp_path)
+    weights = load_file(tmp_path / "model.safetensors")
+    kept = {k: v for k, v in weights.items() if not is_quantum_parameter_name(k) or ".layers.1." in k}
+    save_file(kept, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ValueError, match=r"config.json declares quantum attention but .*model.safetensors lacks 3"):
+        AutoModelForCausalLM.from_pretrained(tmp_path)
+
+
+def test_output_loading_info_is_still_returned_when_asked(tmp_path):
+    apply_quantum_attention(tiny_llama(), gate_init=0.5).save_pretrained(tmp_path)
+    model, info = AutoModelForCausalLM.from_pretrained(tmp_path, output_loading_info=True)
+    assert quantum_circuit_modules(model) and info["missing_keys"] == set() and info["unexpected_keys"] == set()
+    assert not isinstance(AutoModelForCausalLM.from_pretrained(tmp_path), tuple)
 
 
 def run_python(code: str) -> subprocess.CompletedProcess:

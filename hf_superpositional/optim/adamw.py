@@ -27,7 +27,13 @@ from torch.optim.optimizer import (
 
 from ..naming import QISKIT_SIMULATORS
 from .functional import adam_update_sq_norm, global_sq_norm, superpositional_adamw
-from .masks import QuantumMask, QuantumSelection, build_quantum_mask, gather_masked
+from .masks import (
+    QuantumMask,
+    QuantumSelection,
+    build_quantum_mask,
+    gather_masked,
+    quantum_mask_from_flat_indices,
+)
 from .options import (
     check_capturable_devices,
     fused_layout_problem,
@@ -175,6 +181,10 @@ class SuperpositionalAdamW(Optimizer):
         self.perturbation_backend = perturbation_backend
         self.track_diagnostics = bool(track_diagnostics)
         self._init_runtime()
+        # Kept across load_state_dict (unlike the caches): the tensors given as parameters, and the element
+        # masks declared with set_element_mask, both by id with a weak reference to tell a recycled id apart.
+        self._given: dict[int, weakref.ref] = {}
+        self._declared_masks: dict[int, tuple[weakref.ref, QuantumMask]] = {}
         super().__init__(params, defaults)
 
     # ------------------------------------------------------------------ plumbing
@@ -200,6 +210,9 @@ class SuperpositionalAdamW(Optimizer):
         self._init_runtime()
         self.__dict__.setdefault("perturbation_backend", "analytic")
         self.__dict__.setdefault("track_diagnostics", False)
+        self.__dict__.setdefault("_declared_masks", {})
+        if "_given" not in self.__dict__:  # unpickled (deepcopy): the parameters are the copies in the groups
+            self._given = {id(p): weakref.ref(p) for group in self.param_groups for p in group["params"]}
         # Groups loaded from a torch AdamW checkpoint lack the quantum keys: take this optimizer's defaults.
         for group in self.param_groups:
             for key, value in self.defaults.items():
@@ -232,6 +245,31 @@ class SuperpositionalAdamW(Optimizer):
                 stacklevel=3,
             )
         super().add_param_group(param_group)
+        self._given.update((id(p), weakref.ref(p)) for p in self.param_groups[-1]["params"])
+
+    def set_element_mask(self, tensor: Tensor, flat_indices: Tensor | list[int] | None) -> None:
+        """Make ``scope="first_n"`` perturb exactly the elements ``flat_indices`` of ``tensor`` (local row-major).
+
+        The hook for a tensor that packs pieces of several original parameters, such as the flat partitions
+        DeepSpeed ZeRO hands the optimizer: "the first ``n_qubits`` elements of each original parameter"
+        (SPEC 1.5, 1.12) are then scattered positions that only the partitioner knows.
+        :mod:`hf_superpositional.integrations.deepspeed` computes them from DeepSpeed's maps and declares them
+        here. ``scope="all"`` is elementwise and ignores the declaration; ``None`` removes it. A tensor in a
+        ``first_n`` group that was neither given as a parameter nor declared here raises at ``step()``.
+
+        Example:
+            >>> flat = torch.zeros(10, requires_grad=True)
+            >>> opt = SuperpositionalAdamW([flat], lr=0.1, quantum_weight=1.0, n_qubits=2)
+            >>> opt.set_element_mask(flat, [0, 1, 6, 7])  # two 2-element "parameters" start at 0 and 6
+        """
+        self._selection_cache.clear()
+        self._mask_cache.pop(id(tensor), None)
+        if flat_indices is None:
+            self._declared_masks.pop(id(tensor), None)
+            return
+        local = torch.view_as_real(tensor) if torch.is_complex(tensor) else tensor
+        mask = quantum_mask_from_flat_indices(flat_indices, local.shape, device=local.device)
+        self._declared_masks[id(tensor)] = (weakref.ref(tensor), mask)
 
     def _mask(self, p: Tensor, local: Tensor, group: dict[str, Any]) -> QuantumMask:
         """The mask of ``local``: the (real view of the) local shard of parameter ``p``."""
@@ -243,6 +281,18 @@ class SuperpositionalAdamW(Optimizer):
         cached = self._mask_cache.get(id(p))
         if cached is not None and cached[0]() is p and cached[1] == signature:
             return cached[2]
+        declared = self._declared_masks.get(id(p))
+        if scope == "first_n" and declared is not None and declared[0]() is p:
+            return declared[1]
+        if scope == "first_n" and not dtensor and (self._given.get(id(p)) or (lambda: None))() is not p:
+            raise RuntimeError(
+                f"SuperpositionalAdamW(scope='first_n') was asked to step a tensor of shape {tuple(p.shape)} "
+                "that it was never given as a parameter, so it cannot tell which of its elements are the "
+                "first n_qubits of each original parameter (DeepSpeed ZeRO hands the optimizer such flat "
+                "partitions). Train with SuperpositionalTrainer, which maps them through DeepSpeed's "
+                "partition maps (hf_superpositional.integrations.deepspeed), declare them with "
+                "set_element_mask(), or use scope='all', which is elementwise and needs no map."
+            )
         if dtensor and scope == "first_n":
             _, offset = compute_local_shape_and_global_offset(p.shape, p.device_mesh, p.placements)
             global_shape, offset = tuple(p.shape), tuple(offset)

@@ -23,6 +23,7 @@ __all__ = [
     "QuantumSelection",
     "build_quantum_mask",
     "first_n_local_flat_indices",
+    "quantum_mask_from_flat_indices",
     "gather_masked",
     "masked_add_",
     "masked_addcmul_",
@@ -102,11 +103,15 @@ class QuantumMask:
             tensor is addressed with the view ``t.view(-1)[:count]``: no gather, no index_put.
         index: multi-index (one LongTensor per dimension) of the selected elements, in row-major order;
             used for non-contiguous tensors.
+        prefix: the selected elements are the local flat indices ``0 .. count-1`` (always, for masks from
+            :func:`build_quantum_mask`). ``False`` for a declared set of positions
+            (:func:`quantum_mask_from_flat_indices`): then every access goes through ``index``.
     """
 
     is_all: bool
     count: int
     index: tuple[Tensor, ...] | None
+    prefix: bool = True
 
 
 def build_quantum_mask(
@@ -154,9 +159,32 @@ def build_quantum_mask(
     return QuantumMask(is_all=False, count=len(flat), index=tuple(index))
 
 
+def quantum_mask_from_flat_indices(
+    flat_indices: Sequence[int] | Tensor, local_shape: Sequence[int], device: torch.device | str | None = None
+) -> QuantumMask:
+    """The :class:`QuantumMask` of exactly these local row-major flat indices (e.g. the first ``n_qubits`` of
+    each original parameter inside a DeepSpeed ZeRO flat partition, which are no prefix).
+
+    Example:
+        >>> m = quantum_mask_from_flat_indices([0, 1, 7, 8], (10,))
+        >>> m.count, m.prefix, m.index[0].tolist()
+        (4, False, [0, 1, 7, 8])
+    """
+    local_shape = tuple(int(s) for s in local_shape)
+    flat = torch.as_tensor(flat_indices, dtype=torch.long, device=device).reshape(-1).unique(sorted=True)
+    numel = math.prod(local_shape)
+    if flat.numel() and not (0 <= int(flat[0]) and int(flat[-1]) < numel):
+        raise ValueError(f"flat_indices must lie in [0, {numel}) for a tensor of shape {local_shape}")
+    if flat.numel() == 0:
+        return QuantumMask(is_all=False, count=0, index=None)
+    index = tuple(torch.unravel_index(flat, local_shape)) if local_shape else ()
+    prefix = bool(int(flat[-1]) == flat.numel() - 1)  # sorted and unique: 0..k-1 exactly
+    return QuantumMask(is_all=False, count=int(flat.numel()), index=index, prefix=prefix)
+
+
 def _as_prefix_view(t: Tensor, mask: QuantumMask) -> Tensor | None:
     """A view of the selected (prefix) elements of a contiguous tensor, else None."""
-    if t.is_contiguous():
+    if mask.prefix and t.is_contiguous():
         # as_strided: one dispatch instead of view(-1)[:k]'s two (this runs per tensor per step)
         return t.as_strided((mask.count,), (1,))
     return None
@@ -256,7 +284,7 @@ class QuantumSelection:
                 continue
             if m.is_all:
                 self.full.append(i)
-            elif p.is_contiguous() and (grads is None or grads[i].is_contiguous()):
+            elif m.prefix and p.is_contiguous() and (grads is None or grads[i].is_contiguous()):
                 batch = by_key.setdefault((p.device, p.dtype), {"index": [], "p": [], "counts": []})
                 batch["index"].append(i)
                 batch["p"].append(p.as_strided((m.count,), (1,)))

@@ -689,3 +689,52 @@ def test_amsgrad_switched_on_mid_run_starts_from_the_current_moments(path):
     assert max_diff(with_switch, without) == 0.0
     for p in with_switch:
         assert torch.equal(opt_a.state[p]["max_exp_avg_sq"], opt_a.state[p]["exp_avg_sq"])
+
+
+# --------------------------------------------------------------------------------------------------
+# Declared element masks: a flat tensor packing several parameters (DeepSpeed ZeRO's flat partitions)
+# --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("path", ["loop", "foreach", "fused"])
+@pytest.mark.parametrize("mode", MODES)
+def test_declared_element_mask_on_a_flat_tensor_matches_numpy_per_parameter(mode, path):
+    # Three "original parameters" packed back to back in one flat tensor, as ZeRO packs a param group; the
+    # declared positions are the first n_qubits of each, so the flat tensor steps as the three would.
+    parts = [t.contiguous() for t in make_tensors()[:3]]  # sizes 30, 7, 1: the last has fewer than n_qubits
+    n = 4
+    starts = np.cumsum([0] + [p.numel() for p in parts[:-1]]).tolist()
+    flat = torch.nn.Parameter(torch.cat([p.reshape(-1) for p in parts]))
+    declared = [s + k for s, p in zip(starts, parts, strict=True) for k in range(min(n, p.numel()))]
+    assert declared != list(range(len(declared)))  # not a prefix: the case the default mask gets wrong
+    hypers = dict(HYPER, quantum_weight=0.5, n_qubits=n, mode=mode)
+    optimizer = SuperpositionalAdamW([flat], **hypers, **PATHS[path])
+    optimizer.set_element_mask(flat, declared)
+    schedule = grad_schedule(parts, steps=5, skip_last_on_odd_steps=False)
+    flat_rows = [[torch.cat([g.reshape(-1) for g in row])] for row in schedule]
+    run(optimizer, [flat], flat_rows[:3])
+    # The declaration survives a state-dict round trip (a resumed DeepSpeed run loads its state this way).
+    optimizer.load_state_dict(copy.deepcopy(optimizer.state_dict()))
+    run(optimizer, [flat], flat_rows[3:])
+    expected = numpy_reference(parts, schedule, [hypers] * len(parts))
+    np.testing.assert_allclose(
+        as_real_array(flat), np.concatenate([e.reshape(-1) for e in expected]), rtol=0, atol=1e-6
+    )
+
+
+def test_a_tensor_never_given_as_a_parameter_is_refused_under_first_n_only():
+    # What DeepSpeed ZeRO does: it swaps the group's parameters for a flat partition behind the optimizer's back.
+    params = clone_params(make_tensors()[:2])
+    optimizer = SuperpositionalAdamW(params, lr=1e-2, quantum_weight=0.5)
+    flat = torch.cat([p.detach().reshape(-1) for p in params]).requires_grad_()
+    flat.grad = torch.ones_like(flat)
+    optimizer.param_groups[0]["params"] = [flat]
+    with pytest.raises(RuntimeError, match=r"never given as a parameter.*scope='all'"):
+        optimizer.step()
+    optimizer.param_groups[0]["scope"] = "all"  # elementwise: no map needed
+    before = flat.detach().clone()
+    optimizer.step()
+    assert not torch.equal(flat.detach(), before)
+    # Unpickled copies (deepcopy) know their own copied parameters.
+    twin = copy.deepcopy(SuperpositionalAdamW(clone_params(make_tensors()[:2]), lr=1e-2))
+    for p in twin.param_groups[0]["params"]:
+        p.grad = torch.ones_like(p)
+    twin.step()

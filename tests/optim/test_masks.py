@@ -57,3 +57,28 @@ def test_mixed_dtypes_use_one_batch_per_dtype(mode):
         results.append(params)
     assert max_diff(results[1], results[0]) <= 1e-6
     assert max_diff(results[2], results[0]) <= 1e-6
+
+
+def test_a_mask_from_declared_flat_indices_addresses_exactly_those_elements():
+    import torch
+
+    from hf_superpositional.optim.masks import (
+        gather_masked,
+        masked_add_,
+        masked_copy_,
+        quantum_mask_from_flat_indices,
+    )
+
+    t = torch.arange(12.0).reshape(3, 4)
+    mask = quantum_mask_from_flat_indices(torch.tensor([9, 1, 2, 1]), t.shape)  # unsorted, repeated
+    assert (mask.count, mask.prefix) == (3, False)
+    assert gather_masked(t, mask).tolist() == [1.0, 2.0, 9.0]
+    expected = t.clone()
+    expected.view(-1)[[1, 2, 9]] += torch.tensor([10.0, 20.0, 30.0]) * 2
+    masked_add_(t, mask, torch.tensor([10.0, 20.0, 30.0]), alpha=2.0)
+    assert torch.equal(t, expected)
+    masked_copy_(t, mask, torch.zeros(3))
+    assert t.view(-1)[[1, 2, 9]].tolist() == [0.0, 0.0, 0.0] and t.view(-1)[0].item() == 0.0
+    assert quantum_mask_from_flat_indices([0, 1, 2], (5,)).prefix  # 0..k-1 keeps the fast prefix views
+    with pytest.raises(ValueError, match="flat_indices must lie in"):
+        quantum_mask_from_flat_indices([12], t.shape)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,8 @@ from ..quantum.simulation import READOUTS
 __all__ = [
     "ATTN_IMPLEMENTATIONS",
     "CIRCUIT_BACKENDS",
+    "LARGE_CIRCUIT_OPERATIONS",
+    "MAX_QUBITS",
     "SCORE_INPUTS",
     "QuantumAttentionConfig",
 ]
@@ -29,6 +32,14 @@ SCORE_INPUTS = ("logit", "raw")
 
 CIRCUIT_BACKENDS = ("torch", "aer")
 """Who evaluates the circuit to get its Fourier coefficients: torch statevector or Qiskit Aer."""
+
+MAX_QUBITS = 24
+"""The most qubits a circuit may have: the CPU circuit sampler (``quantum/kernels/csrc/statevector.cpp``) holds
+``2**n`` amplitudes per evaluation point and stops at 24; the torch simulation would need ~13 GB there."""
+
+LARGE_CIRCUIT_OPERATIONS = 1e8
+"""Above this many gate-amplitude operations per circuit evaluation (``(2K+1) * depth * n_qubits * 2**n_qubits``,
+about 2.5 ns each on one CPU core) the config warns: every forward pass pays it once per patched layer."""
 
 ATTN_IMPLEMENTATIONS = (QUANTUM_ATTENTION, QUANTUM_FLEX_ATTENTION)
 """The names registered in transformers' ``AttentionInterface`` by :mod:`hf_superpositional.attention.interface`."""
@@ -60,7 +71,7 @@ class QuantumAttentionConfig:
         True
     """
 
-    n_qubits: int = field(default=4, metadata={"help": "Qubits of the attention circuit (>= 1)."})
+    n_qubits: int = field(default=4, metadata={"help": f"Qubits of the attention circuit (1 to {MAX_QUBITS})."})
     depth: int = field(default=2, metadata={"help": "Layers of the attention circuit (>= 1)."})
     readout: str = field(
         default="expval_z",
@@ -106,6 +117,11 @@ class QuantumAttentionConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{name}` must be an integer >= 1, got {value!r}.")
+        if self.n_qubits > MAX_QUBITS:
+            raise ValueError(
+                f"`n_qubits` must be an integer in [1, {MAX_QUBITS}] (the circuit simulators hold 2**n_qubits "
+                f"amplitudes per point), got {self.n_qubits}."
+            )
         for name, allowed in (
             ("readout", READOUTS),
             ("score_input", SCORE_INPUTS),
@@ -133,6 +149,14 @@ class QuantumAttentionConfig:
             if len(set(layers)) != len(layers):
                 raise ValueError(f"`layers` must not repeat an index, got {self.layers!r}.")
             self.layers = sorted(layers)
+        if self.circuit_operations >= LARGE_CIRCUIT_OPERATIONS:
+            warnings.warn(
+                f"QuantumAttentionConfig(n_qubits={self.n_qubits}, depth={self.depth}): every forward pass "
+                f"simulates the circuit at {2 * self.num_frequencies + 1} points per patched layer, about "
+                f"{self.circuit_operations:.1e} operations (~{self.circuit_operations * 2.5e-9:.1f} s per layer on one "
+                "CPU core): training will be slow. The paper uses 4 qubits, depth 2.",
+                stacklevel=3,
+            )
 
     def selects_layer(self, layer_idx: int) -> bool:
         """Whether decoder layer ``layer_idx`` gets a circuit."""
@@ -152,6 +176,16 @@ class QuantumAttentionConfig:
         if self.per_head:
             return {"ry": (num_heads, *angles), "rz": (num_heads, *angles), "gate": (num_heads,)}
         return {"ry": angles, "rz": angles, "gate": (1,)}
+
+    @property
+    def circuit_operations(self) -> int:
+        """Gate-amplitude operations of one circuit evaluation for the Fourier compilation (all ``2K+1`` points).
+
+        Example:
+            >>> QuantumAttentionConfig(n_qubits=4, depth=2).circuit_operations  # (2*8+1) * 2 * 4 * 2**4
+            2176
+        """
+        return (2 * self.num_frequencies + 1) * self.depth * self.n_qubits * 2**self.n_qubits
 
     @property
     def num_frequencies(self) -> int:

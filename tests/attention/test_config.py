@@ -71,3 +71,24 @@ def test_per_head_parameters_have_head_dimension():
     circuit = model.model.layers[0].self_attn.quantum_circuit
     assert circuit.ry.shape == (4, 3, 2) and circuit.rz.shape == (4, 3, 2) and circuit.gate.shape == (4,)
     assert circuit.coefficients().shape == (4, 2, 7)
+
+
+def test_n_qubits_above_the_simulators_limit_is_refused_at_construction():
+    from hf_superpositional.attention.config import MAX_QUBITS
+
+    with pytest.warns(UserWarning, match="training will be slow"):  # the limit itself is allowed, and costly
+        assert QuantumAttentionConfig(n_qubits=MAX_QUBITS, depth=1).n_qubits == MAX_QUBITS
+    with pytest.raises(ValueError, match=r"`n_qubits` must be an integer in \[1, 24\] .* got 25"):
+        QuantumAttentionConfig(n_qubits=25)
+
+
+def test_a_costly_circuit_warns_with_its_size():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        QuantumAttentionConfig(n_qubits=8, depth=2)  # cheap: no warning
+    with pytest.warns(UserWarning, match=r"n_qubits=16, depth=2\): every forward pass simulates the circuit at 65 "):
+        cfg = QuantumAttentionConfig(n_qubits=16, depth=2)
+    # the operation count, re-derived: 2K+1 points x depth layers x n qubits x 2^n amplitudes
+    assert cfg.circuit_operations == (2 * 16 * 2 + 1) * 2 * 16 * 2**16

@@ -90,6 +90,27 @@ def _drop_circuits(path: Path) -> None:
     save_file(tensors, path, metadata={"format": "pt"})
 
 
+def _flip_a_bit(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0x10  # inside the last tensor's data: size and header unchanged
+    path.write_bytes(bytes(data))
+
+
+def _nan_weight(path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(path)
+    name = next(k for k in tensors if k.endswith("mlp.up_proj.weight"))
+    tensors[name][0, 0] = float("nan")
+    save_file(tensors, path, metadata={"format": "pt"})
+
+
+def _nan_moment(path: Path) -> None:
+    saved = torch.load(path, weights_only=True)
+    next(iter(saved["state"].values()))["exp_avg"].view(-1)[0] = float("inf")
+    torch.save(saved, path)
+
+
 DAMAGE = {
     "truncated_optimizer": (
         lambda c: truncate(c / "optimizer.pt"),
@@ -120,6 +141,22 @@ DAMAGE = {
     "config_lost_quantum_entry": (
         lambda c: _drop_quantum_entry(c / "config.json"),
         r"config\.json: the model being trained uses quantum attention but the checkpoint does not",
+    ),
+    "weights_bit_flip": (
+        lambda c: _flip_a_bit(c / "model.safetensors"),
+        r"model\.safetensors: its SHA-256 .* differs from the one recorded in checksums\.sha256",
+    ),
+    "nan_weights": (
+        lambda c: _nan_weight(c / "model.safetensors"),
+        r"holds NaN/inf weights \(model\.safetensors:model\.layers\.0\.mlp\.up_proj\.weight\)",
+    ),
+    "nan_optimizer_state": (
+        lambda c: _nan_moment(c / "optimizer.pt"),
+        r"optimizer\.pt: holds NaN/inf optimizer state \(state\[0\]\.exp_avg\)",
+    ),
+    "not_a_checkpoint": (
+        lambda c: [(c / name).unlink() for name in ("trainer_state.json", "optimizer.pt", "scheduler.pt", "rng_state.pth")],
+        r"not a Trainer checkpoint \(no trainer_state\.json, optimizer\.pt or scheduler\.pt\).*load_trained_model",
     ),
     "circuits_missing_from_weights": (
         lambda c: _drop_circuits(c / "model.safetensors"),
@@ -198,3 +235,41 @@ def test_stock_trainer_resumes_silently_without_optimizer_state(checkpoint, dama
         assert trainer.state.global_step == 5
         results[name] = _params(trainer.model)
     assert any(not torch.equal(results["intact"][k], results["no_optimizer"][k]) for k in results["intact"])
+
+
+def test_superpositional_trainer_checkpoints_record_checksums_that_resume_verifies(checkpoint):
+    import hashlib
+
+    record = (checkpoint / "checksums.sha256").read_text().splitlines()
+    digest = hashlib.sha256((checkpoint / "model.safetensors").read_bytes()).hexdigest()
+    assert f"{digest}  model.safetensors" in record
+    assert {line.split("  ")[1] for line in record} >= {"model.safetensors", "optimizer.pt", "scheduler.pt"}
+    report = validate_checkpoint(checkpoint, script_module().build_model())
+    assert any(entry.startswith("checksums.sha256") for entry in report.checked)
+
+
+def test_a_stock_trainer_checkpoint_resumes_in_its_own_param_group_layout(tmp_path):
+    # The stock Trainer keeps circuits in the decay group (2 groups); SuperpositionalTrainer resumes it with that
+    # layout, to the same parameters as the stock Trainer resuming its own checkpoint.
+    from transformers import Trainer
+
+    from hf_superpositional.integrations.trainer import SuperpositionalTrainer
+
+    module = script_module()
+    dataset = module.build_trainer(str(tmp_path / "unused")).train_dataset
+    stock_args = module.training_arguments(str(tmp_path / "stock"), max_steps=2, save_steps=2)
+    Trainer(model=module.build_model(), args=stock_args, train_dataset=dataset).train()
+    ckpt = str(tmp_path / "stock" / "checkpoint-2")
+    results = {}
+    for name, cls in (("stock", Trainer), ("ours", SuperpositionalTrainer)):
+        args = module.training_arguments(str(tmp_path / name / "more"), max_steps=3, save_strategy="no")
+        trainer = cls(model=module.build_model(), args=args, train_dataset=dataset)
+        trainer.train(resume_from_checkpoint=ckpt)
+        results[name] = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    assert len(unwrap_groups(trainer)) == 2
+    for name, value in results["stock"].items():
+        torch.testing.assert_close(results["ours"][name], value, rtol=0, atol=0, msg=name)
+
+
+def unwrap_groups(trainer):
+    return getattr(trainer.optimizer, "optimizer", trainer.optimizer).param_groups

@@ -387,3 +387,103 @@ def test_quantum_values_reach_tensorboard_at_the_logged_steps(tmp_path):
         assert [event.step for event in scalars] == [2, 4], tag
         for event, entry in zip(scalars, logged, strict=True):
             assert event.value == pytest.approx(entry[key], rel=1e-6), (tag, event.step)
+
+
+# ---- non-finite losses and gradients (issue 13, probe finding 3) ----
+
+
+def _poison(model, at_call: int):
+    # The loss of the `at_call`-th forward (0-based) becomes NaN: a NaN embedding output poisons every layer.
+    calls = {"n": 0}
+
+    def hook(module, inputs, output):
+        calls["n"] += 1
+        return output * float("nan") if calls["n"] - 1 == at_call else output
+
+    return model.model.embed_tokens.register_forward_hook(hook)
+
+
+def _snapshot(model, optimizer):
+    params = {n: p.detach().clone() for n, p in model.named_parameters()}
+    state = {id(p): {k: v.clone() for k, v in s.items() if torch.is_tensor(v)} for p, s in optimizer.state.items()}
+    return params, state
+
+
+class _Snapshots(TrainerCallback):
+    def __init__(self, trainer):
+        self.trainer, self.after = trainer, {}
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.after[state.global_step] = _snapshot(self.trainer.model, unwrap(self.trainer.optimizer))
+
+
+def test_non_finite_loss_stops_training_naming_the_step_before_the_optimizer_step(tmp_path):
+    from hf_superpositional.integrations.trainer import NonFiniteTrainingError
+
+    model = tiny_llama()
+    trainer = SuperpositionalTrainer(model=model, args=args_for(tmp_path, max_steps=4), train_dataset=ProgressionDataset())
+    snapshots = _Snapshots(trainer)
+    trainer.add_callback(snapshots)
+    _poison(model, at_call=2)  # the third training step
+    with pytest.raises(NonFiniteTrainingError, match=r"training step 3: non-finite loss and gradient norm \(nan\).*on_nonfinite='skip'"):
+        trainer.train()
+    params, state = _snapshot(model, unwrap(trainer.optimizer))
+    assert trainer.state.global_step == 2
+    for name, value in params.items():  # nothing of step 3 reached the weights or the moments
+        assert torch.isfinite(value).all() and torch.equal(value, snapshots.after[2][0][name]), name
+    for key, entry in state.items():
+        assert all(torch.equal(v, snapshots.after[2][1][key][k]) for k, v in entry.items())
+
+
+def test_skip_policy_leaves_weights_and_moments_untouched_warns_and_counts(tmp_path, caplog):
+    model = tiny_llama()
+    trainer = SuperpositionalTrainer(
+        model=model, args=args_for(tmp_path, max_steps=4), train_dataset=ProgressionDataset(), on_nonfinite="skip"
+    )
+    snapshots = _Snapshots(trainer)
+    trainer.add_callback(snapshots)
+    _poison(model, at_call=2)
+    with caplog.at_level("WARNING"):
+        trainer.train()
+    assert "training step 3: non-finite loss" in caplog.text and "step skipped (1 so far)" in caplog.text
+    for name, value in snapshots.after[3][0].items():  # step 3 changed nothing ...
+        assert torch.equal(value, snapshots.after[2][0][name]), name
+    assert any(not torch.equal(v, snapshots.after[3][0][n]) for n, v in snapshots.after[4][0].items())  # ... step 4 trains
+    assert all(torch.isfinite(v).all() for v in snapshots.after[4][0].values())
+    logged = [entry for entry in trainer.state.log_history if "loss" in entry]
+    assert [entry.get("nonfinite_steps_skipped", 0) for entry in logged] == [0, 0, 1, 1]
+
+
+def test_on_nonfinite_takes_raise_or_skip(tmp_path):
+    with pytest.raises(ValueError, match=r"on_nonfinite must be one of \['raise', 'skip'\], got 'ignore'"):
+        SuperpositionalTrainer(model=tiny_llama(), args=args_for(tmp_path), on_nonfinite="ignore")
+
+
+def test_fp16_on_cpu_warns_that_it_trains_in_float32(tmp_path):
+    with pytest.warns(UserWarning, match="fp16=True has no effect on this CPU run: .* trains in float32"):
+        trainer = SuperpositionalTrainer(model=tiny_llama(), args=args_for(tmp_path, fp16=True))
+    assert trainer.effective_mixed_precision == "no"
+    assert SuperpositionalTrainer(model=tiny_llama(), args=args_for(tmp_path, bf16=True)).effective_mixed_precision == "bf16"
+
+
+def test_a_checkpoint_that_fails_to_write_is_removed_with_a_clear_error(tmp_path, monkeypatch):
+    from hf_superpositional.integrations.checkpoint_files import CheckpointError
+
+    trainer = SuperpositionalTrainer(
+        model=tiny_llama(), args=args_for(tmp_path, max_steps=2, save_strategy="steps", save_steps=1),
+        train_dataset=ProgressionDataset(),
+    )
+    original = torch.save
+
+    def full_disk(obj, f, *args, **kwargs):  # what torch raises when the disk fills mid-write
+        if "checkpoint-2" in str(f) and str(f).endswith("optimizer.pt"):  # checkpoint-1 is written whole
+            with open(f, "wb") as handle:
+                handle.write(b"PK\x03\x04partial")
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 4096 vs 3971")
+        return original(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(CheckpointError, match=r"checkpoint-2: could not be written \(the disk is full: .*unexpected pos.*removed"):
+        trainer.train()
+    assert (tmp_path / "checkpoint-1" / "trainer_state.json").is_file()
+    assert not (tmp_path / "checkpoint-2").exists()

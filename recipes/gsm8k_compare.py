@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status (2 for bad input, 1 if an arm diverged)."""
     prog = "gsm8k_compare.py"
     try:
-        parsed = parse_args_and_config(ARGUMENT_TYPES, argv, prog=prog)
+        parsed = parse_args_and_config(ARGUMENT_TYPES, argv, prog=prog, default_config=finetune.PAPER_CONFIG)
         args, compare = finetune.RecipeArgs(*parsed[:-1]), parsed[-1]
         for optim, optim_args in compare.parsed_arms():
             # Each arm's TrainingArguments as run_arms builds them: a bad optim name or optim_args fails

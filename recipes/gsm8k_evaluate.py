@@ -40,6 +40,7 @@ from hf_superpositional.tasks.gsm8k.arguments import (
 )
 from hf_superpositional.tasks.gsm8k.data import build_sft_dataset
 from hf_superpositional.tasks.gsm8k.evaluation import evaluate_generation, mean_answer_loss
+from hf_superpositional.tasks.gsm8k.model import check_context_length
 
 ARGUMENT_TYPES = (EvaluationArguments, DataArguments, GenerationEvalArguments)
 
@@ -93,6 +94,7 @@ def evaluate_model(
     if rows is None:
         rows = data.load_rows("eval")
     model, tokenizer = loaded if loaded is not None else load_model_and_tokenizer(evaluation.model_path)
+    check_context_length(getattr(model, "config", None), data.max_length)
     device = torch.device(evaluation.device) if evaluation.device else PartialState().device
     model.to(device)
     features, stats = build_sft_dataset(rows, tokenizer, data.max_length, data.assistant_mask)

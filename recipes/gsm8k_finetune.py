@@ -15,11 +15,15 @@ GSM8K, ``superpositional_adamw`` against AdamW, quantum attention with 4 qubits 
 
 Arguments: ``ModelArguments``, ``DataArguments``, ``GenerationEvalArguments`` (hf_superpositional.tasks.gsm8k.arguments),
 ``QuantumAttentionConfig`` and ``TrainingArguments``, from ``--config file.yaml`` and/or flags (``--help``).
+Without ``--config`` the paper's preset applies (``recipes/configs/gsm8k_llama32_1b.yaml``: Llama-3.2-1B-Instruct,
+fp16, lr 2e-5, 500 warm-up steps, SuperpositionalAdamW with quantum_weight 0.1), never transformers' own
+defaults. ``optim_args`` that the chosen ``optim`` does not take (the preset's ``quantum_weight`` with
+``--optim adamw_torch``) are an error: clear them with ``--optim_args ""``.
 
 Leaves in ``output_dir``: the model (or LoRA adapter) and tokenizer, ``checkpoint-*`` (per ``save_strategy``),
 ``README.md`` (the model card that ``--push_to_hub`` uploads), ``recipe.log``, ``trainer_state.json`` (log
-history), ``train_results.json``, ``eval_results.json`` (mean held-out loss, strict and flexible GSM8K
-accuracy), ``all_results.json`` and ``generations.jsonl``. Bad input (missing or malformed data, empty
+history), ``train_results.json``, ``eval_results.json`` (``eval_loss``: the mean over held-out rows of each row's mean
+answer-token loss, the same number ``gsm8k_evaluate.py`` reports; strict and flexible GSM8K accuracy), ``all_results.json`` and ``generations.jsonl``. Bad input (missing or malformed data, empty
 split, unknown config key, unknown or abbreviated flag, bad ``optim_args``) prints one clear error line and
 exits with status 2; argument errors are caught before any data is loaded.
 """
@@ -45,8 +49,8 @@ from hf_superpositional.integrations import ModelCardInfo, SuperpositionalTraine
 from hf_superpositional.integrations.peft import quantum_lora_config
 from hf_superpositional.tasks.gsm8k.arguments import DataArguments, GenerationEvalArguments, ModelArguments
 from hf_superpositional.tasks.gsm8k.data import build_sft_dataset, pad_collate
-from hf_superpositional.tasks.gsm8k.evaluation import evaluate_generation
-from hf_superpositional.tasks.gsm8k.model import load_model
+from hf_superpositional.tasks.gsm8k.evaluation import evaluate_generation, mean_answer_loss
+from hf_superpositional.tasks.gsm8k.model import check_context_length, load_model
 from hf_superpositional.tasks.gsm8k.tokenizer import load_tokenizer
 
 logger = logging.getLogger("gsm8k_finetune")
@@ -58,6 +62,8 @@ ARGUMENT_TYPES = (
     QuantumAttentionConfig,
     TrainingArguments,
 )
+PAPER_CONFIG = Path(__file__).resolve().parent / "configs" / "gsm8k_llama32_1b.yaml"
+"""What runs without ``--config``: the paper's GSM8K preset (Table III), not transformers' defaults."""
 BASE_MODEL_DIR = "base_model"  # where a LoRA run on a model built from a config keeps that (frozen) base
 
 
@@ -86,8 +92,8 @@ class PreparedData:
 
 
 def parse_args(argv: list[str] | None = None, prog: str = "gsm8k_finetune.py") -> RecipeArgs:
-    """Parse the recipe's arguments from ``--config`` and flags."""
-    return RecipeArgs(*parse_args_and_config(ARGUMENT_TYPES, argv, prog=prog))
+    """Parse the recipe's arguments from ``--config`` (default: the paper's preset, :data:`PAPER_CONFIG`) and flags."""
+    return RecipeArgs(*parse_args_and_config(ARGUMENT_TYPES, argv, prog=prog, default_config=PAPER_CONFIG))
 
 
 def prepare_data(args: RecipeArgs) -> PreparedData:
@@ -135,6 +141,7 @@ def build_model(args: RecipeArgs, tokenizer) -> Any:
     """The model to train: loaded or built, patched with quantum attention, wrapped with LoRA if asked."""
     set_seed(args.training.seed)  # built models take their weights from the seeded global RNG
     model = load_model(args.model, tokenizer)
+    check_context_length(model.config, args.data.max_length)
     if args.model.quantum_attention:
         model = apply_quantum_attention(model, args.quantum)
     if not args.model.use_lora:
@@ -221,10 +228,20 @@ def run(args: RecipeArgs, data: PreparedData) -> tuple[dict[str, Any], Superposi
         trainer.save_metrics("train", train_metrics)
         trainer.save_state()
 
-        eval_metrics = trainer.evaluate()  # eval_loss: mean held-out loss over the answer tokens
-        eval_metrics.update(
-            eval_samples=len(data.eval_dataset), eval_rows_truncated=data.eval_stats["truncated"]
+        # eval_loss means what gsm8k_evaluate.py reports: the mean over held-out rows of each row's mean
+        # answer-token loss (Trainer.evaluate would average per batch, which depends on the eval batch size).
+        loss = mean_answer_loss(
+            trainer.model,
+            data.eval_dataset,
+            pad_token_id=data.tokenizer.pad_token_id,
+            batch_size=training.per_device_eval_batch_size,
         )
+        eval_metrics = {
+            "eval_loss": loss["loss"],
+            "eval_token_loss": loss["token_loss"],
+            "eval_samples": len(data.eval_dataset),
+            "eval_rows_truncated": data.eval_stats["truncated"],
+        }
         n_generate = args.generation.generation_eval_samples
         rows = data.eval_rows if n_generate is None else data.eval_rows[:n_generate]
         generations = None

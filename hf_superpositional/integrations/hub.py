@@ -102,6 +102,25 @@ def load_trained_model(path: str | Path, **from_pretrained_kwargs: Any):
             raise FileNotFoundError(
                 f"{folder} holds neither a model (config.json) nor an adapter (adapter_config.json)"
             )
-        return AutoModelForCausalLM.from_pretrained(folder, **from_pretrained_kwargs).eval()
+        with _naming_the_registration():
+            return AutoModelForCausalLM.from_pretrained(folder, **from_pretrained_kwargs).eval()
 
-    return load_quantum_adapter(folder, **from_pretrained_kwargs).eval()
+    with _naming_the_registration():
+        return load_quantum_adapter(folder, **from_pretrained_kwargs).eval()
+
+
+class _naming_the_registration:
+    """transformers' "attn_implementation='quantum' is not supported" means the registration was undone: say so."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, error, traceback) -> bool:
+        text = str(error) if error is not None else ""
+        if isinstance(error, ValueError) and "quantum" in text and "not supported" in text:
+            raise ValueError(
+                f"{text.splitlines()[0]} -- the quantum attention is not registered in this process: "
+                "`import hf_superpositional` registers it (after unregister_quantum_attention(), call "
+                "hf_superpositional.register_quantum_attention() and install_loading_hooks())."
+            ) from error
+        return False

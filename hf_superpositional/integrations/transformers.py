@@ -155,8 +155,9 @@ def check_optimizer_arguments(training_args: Any) -> None:
     model built; a script calls this while parsing its arguments so a typo fails at once.
 
     Args:
-        training_args: a ``TrainingArguments``; other ``optim`` values (``adamw_torch``...) are left to
-            transformers.
+        training_args: a ``TrainingArguments``. For other ``optim`` values only ``optim_args`` they would
+            silently ignore are refused: this package's keys (``quantum_weight``...), or any key for an
+            optimizer whose transformers handler reads none (``adamw_torch``, ``adamw_torch_fused``...).
 
     Raises:
         ArgumentsError: the message of :func:`superpositional_optimizer_cls_and_kwargs` (unknown or malformed
@@ -174,6 +175,7 @@ def check_optimizer_arguments(training_args: Any) -> None:
     import torch
 
     if not is_superpositional_optim(training_args.optim):
+        _check_foreign_optim_args(training_args)
         return
     try:
         optimizer_cls, kwargs = superpositional_optimizer_cls_and_kwargs(training_args)
@@ -183,6 +185,29 @@ def check_optimizer_arguments(training_args: Any) -> None:
         optimizer_cls([torch.zeros(1, requires_grad=True)], **kwargs)
     except ValueError as error:
         raise ArgumentsError(f"{type(training_args).__name__}: {error}") from None
+
+
+# transformers' handlers for these never read `optim_args`: anything given there would be silently ignored.
+OPTIMS_WITHOUT_OPTIM_ARGS = ("adamw_torch", "adamw_torch_fused", "adafactor", "adamw_torch_xla", "adamw_torch_npu_fused")
+
+
+def _check_foreign_optim_args(training_args: Any) -> None:
+    optim = str(getattr(training_args.optim, "value", training_args.optim))
+    raw = getattr(training_args, "optim_args", None) or ""
+    try:
+        keys = list(parse_key_value_pairs(raw, "optim_args"))
+    except ValueError:
+        return  # malformed: transformers' own parser reports it
+    ours = [k for k in keys if k in VALID_OPTIM_ARG_KEYS]
+    if ours or (keys and optim in OPTIMS_WITHOUT_OPTIM_ARGS):
+        if ours:
+            why = f"does not take {', '.join(ours)} (arguments of {list(OPTIMIZER_NAMES)})"
+        else:
+            why = "takes no optim_args"
+        raise ArgumentsError(
+            f"{type(training_args).__name__}: optim_args={raw!r} would be silently ignored: optim={optim!r} {why}. "
+            f"Clear them (--optim_args \"\") or choose another optim (e.g. '{SUPERPOSITIONAL_ADAMW}')."
+        )
 
 
 def superpositional_kwargs_of(trainer: Any) -> dict[str, Any] | None:

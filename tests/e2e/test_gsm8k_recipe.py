@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from tests.subprocess_env import REPO, repo_env
 
@@ -142,7 +143,7 @@ def test_tiny_offline_config_runs_end_to_end_under_accelerate(tiny_run):
     generations = (tiny_run / "generations.jsonl").read_text().splitlines()
     assert len(generations) == config["generation_eval_samples"]
     assert {"question", "reference", "prediction", "correct_strict"} <= set(json.loads(generations[0]))
-    assert "## Superpositional Gradient Descent fine-tune" in (tiny_run / "README.md").read_text()
+    assert "## Trained from scratch with hf_superpositional" in (tiny_run / "README.md").read_text()  # model card
 
 
 @pytest.mark.slow
@@ -179,6 +180,18 @@ def test_tiny_run_reloads_with_quantum_attention_and_evaluates(tiny_run, tmp_pat
     assert report["num_rows"] == 6 and report["generation_samples"] == 3
     assert {"eval_loss", "eval_token_loss", "accuracy_strict", "accuracy_flexible"} <= set(report)
     assert len(Path(report["generations_file"]).read_text().splitlines()) == 3
+
+
+@pytest.mark.slow
+def test_eval_loss_means_the_same_in_finetune_and_evaluate(tiny_run, tmp_path):
+    # Both report the mean over held-out rows of each row's answer-token loss: the same rows, the same number.
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    finetune_loss = json.loads((tiny_run / "eval_results.json").read_text())["eval_loss"]
+    argv = ["--model_path", str(tiny_run), "--config", str(TINY_CONFIG), "--output_file", str(tmp_path / "r.json"),
+            "--max_eval_samples", str(config["max_eval_samples"]), "--generation_eval_samples", "1",
+            "--max_new_tokens", "2"]  # fmt: skip
+    assert gsm8k_evaluate.main(argv) == 0
+    assert abs(json.loads((tmp_path / "r.json").read_text())["eval_loss"] - finetune_loss) <= 1e-5
 
 
 def tiny_argv(output_dir, *extra):
@@ -278,3 +291,23 @@ def test_compare_runner_writes_table_results_and_plot(tmp_path):
     assert len({a["train_losses"][0][1] for a in arms}) == 1
     png = (tmp_path / "loss_curves.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_without_config_the_recipe_runs_the_papers_preset(tmp_path):
+    args = gsm8k_finetune.parse_args(["--output_dir", str(tmp_path)])
+    training = args.training
+    assert (training.learning_rate, training.warmup_steps, training.weight_decay) == (2e-5, 500, 0.01)
+    assert (str(training.optim.value), training.optim_args) == ("superpositional_adamw", "quantum_weight=0.1,n_qubits=4")
+    assert training.per_device_train_batch_size == 1 and training.lr_scheduler_type == "linear" and training.fp16
+    assert args.model.model_name_or_path == "meta-llama/Llama-3.2-1B-Instruct" and args.data.max_length == 2048
+    assert (args.quantum.n_qubits, args.quantum.depth) == (4, 2)
+
+
+def test_optim_args_the_chosen_optimizer_ignores_are_an_error(tmp_path):
+    from hf_superpositional.cli import ArgumentsError
+
+    with pytest.raises(ArgumentsError, match=r"optim_args='quantum_weight=0.1,n_qubits=4' would be silently ignored: "
+                       r"optim='adamw_torch' does not take quantum_weight, n_qubits"):
+        gsm8k_finetune.parse_args(["--output_dir", str(tmp_path), "--optim", "adamw_torch"])
+    cleared = gsm8k_finetune.parse_args(["--output_dir", str(tmp_path), "--optim", "adamw_torch", "--optim_args", ""])
+    assert not cleared.training.optim_args

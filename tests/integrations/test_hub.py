@@ -195,3 +195,18 @@ def test_push_to_hub_uploads_a_folder_that_reloads_with_quantum_attention(tmp_pa
     with torch.no_grad():
         expected = trainer.model.eval()(input_ids=ids).logits
         torch.testing.assert_close(reloaded(input_ids=ids).logits, expected, rtol=0, atol=0)
+
+
+def test_a_quantum_model_loaded_after_the_registration_was_undone_names_the_import(tmp_path):
+    from hf_superpositional import apply_quantum_attention, register_quantum_attention, unregister_quantum_attention
+    from tests.tiny_models import tiny_llama
+
+    apply_quantum_attention(tiny_llama(), gate_init=0.5).save_pretrained(tmp_path)
+    unregister_quantum_attention()
+    try:
+        with pytest.raises(ValueError, match=r"not supported.*the quantum attention is not registered in this process: "
+                           r"`import hf_superpositional` registers it"):
+            load_trained_model(tmp_path)
+    finally:
+        register_quantum_attention()
+    assert load_trained_model(tmp_path).config._attn_implementation == "quantum"

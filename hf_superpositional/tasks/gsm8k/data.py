@@ -22,6 +22,8 @@ from typing import Any
 
 import torch
 
+from .answers import extract_strict_answer
+
 logger = logging.getLogger(__name__)
 
 ASSISTANT_MASK_MODES = ("auto", "generation", "prefix")
@@ -47,8 +49,9 @@ def read_gsm8k_jsonl(path: str | Path) -> list[dict[str, str]]:
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: a line is not JSON or lacks a string ``question``/``answer`` (the message gives the
-            line number), or the file holds no rows.
+        ValueError: a line is not JSON, lacks a string ``question``/``answer``, or its answer does not end in
+            the ``#### <number>`` that grading reads (the message gives the ``file:line``), or the file holds no
+            rows.
 
     Example:
         >>> rows = read_gsm8k_jsonl(bundled_gsm8k_path("test"))
@@ -69,6 +72,7 @@ def read_gsm8k_jsonl(path: str | Path) -> list[dict[str, str]]:
                 raise ValueError(f"{path}:{line_number}: not valid JSON ({error.msg})") from None
             if not isinstance(row, dict) or not all(isinstance(row.get(k), str) for k in ("question", "answer")):
                 raise ValueError(f"{path}:{line_number}: each row needs string fields 'question' and 'answer'")
+            _check_answer(row["answer"], f"{path}:{line_number}")
             rows.append({"question": row["question"], "answer": row["answer"]})
     if not rows:
         raise ValueError(f"{path}: no GSM8K rows (the split is empty)")
@@ -178,11 +182,22 @@ def prompt_token_ids(question: str, tokenizer) -> list[int]:
     )
 
 
+def _check_answer(answer: str, where: str) -> None:
+    # Grading (strict, the authors' grader) reads the reference's `#### <number>`: a row without one would
+    # only fail after training, in evaluation, so it is refused when the data is read.
+    if extract_strict_answer(answer) is None:
+        raise ValueError(
+            f"{where}: the answer must end in '#### <number>' (the GSM8K final answer grading reads), got "
+            f"...{answer[-60:]!r}"
+        )
+
+
 def _check_rows(rows: Sequence[Any], where: str) -> list[dict[str, str]]:
     checked = []
     for index, row in enumerate(rows):
         if not isinstance(row, dict) or not all(isinstance(row.get(k), str) for k in ("question", "answer")):
             raise ValueError(f"{where}: row {index} needs string fields 'question' and 'answer'")
+        _check_answer(row["answer"], f"{where}: row {index}")
         checked.append({"question": row["question"], "answer": row["answer"]})
     if not checked:
         raise ValueError(f"{where}: no GSM8K rows (the split is empty)")

@@ -2,10 +2,40 @@
 
 from __future__ import annotations
 
+import logging
+import warnings
+
 from ...integrations.transformers import ArgumentsError
 from .arguments import ModelArguments
 
-__all__ = ["load_model"]
+__all__ = ["check_context_length", "load_model"]
+
+logger = logging.getLogger(__name__)
+
+
+def check_context_length(model_config, max_length: int) -> bool:
+    """Warn when ``max_length`` exceeds the model's ``max_position_embeddings`` (beyond them the positions it was
+    trained on run out: RoPE models extrapolate silently, learned positions fail).
+
+    Returns:
+        Whether a warning was issued.
+
+    Example:
+        >>> from transformers import LlamaConfig
+        >>> check_context_length(LlamaConfig(max_position_embeddings=2048), 512)
+        False
+    """
+    limit = getattr(model_config, "max_position_embeddings", None)
+    if limit is None or max_length <= limit:
+        return False
+    message = (
+        f"max_length={max_length} exceeds the model's max_position_embeddings={limit}: positions past {limit} were "
+        "never trained and the model may degrade there. Lower --max_length, or raise max_position_embeddings "
+        "(config_overrides) for a model built from a config."
+    )
+    logger.warning(message)
+    warnings.warn(message, stacklevel=2)
+    return True
 
 
 def _torch_dtype(name: str):

@@ -150,7 +150,7 @@ def test_bad_data_files_give_clear_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="not found"):
         read_gsm8k_jsonl(tmp_path / "missing.jsonl")
     bad = tmp_path / "bad.jsonl"
-    bad.write_text(json.dumps({"question": "q", "answer": "a"}) + "\n{not json\n")
+    bad.write_text(json.dumps({"question": "q", "answer": "a\n#### 3"}) + "\n{not json\n")
     with pytest.raises(ValueError, match=r"bad.jsonl:2: not valid JSON"):
         read_gsm8k_jsonl(bad)
     missing_field = tmp_path / "field.jsonl"
@@ -163,3 +163,15 @@ def test_bad_data_files_give_clear_errors(tmp_path):
         read_gsm8k_jsonl(empty)
     with pytest.raises(ValueError, match="split must be one of"):
         bundled_gsm8k_path("validation")
+
+
+def test_rows_without_a_final_answer_are_refused_at_load_with_file_and_line(tmp_path):
+    rows = [{"question": "q", "answer": "2 + 2 = 4\n#### 4"}, {"question": "q", "answer": "2 + 2 = 4, so four."}]
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(ValueError, match=r"data.jsonl:2: the answer must end in '#### <number>'"):
+        read_gsm8k_jsonl(data)
+    # "#### $5" is no answer to the grader either (its number must follow the marker)
+    data.write_text(json.dumps({"question": "q", "answer": "#### $5"}) + "\n")
+    with pytest.raises(ValueError, match=r"data.jsonl:1: the answer must end in"):
+        read_gsm8k_jsonl(data)

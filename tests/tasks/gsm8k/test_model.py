@@ -31,3 +31,14 @@ def test_load_model_builds_from_config_with_tokenizer_ids():
     typo = dataclasses.replace(args, config_overrides={"hiden_size": 8})
     with pytest.raises(ArgumentsError, match=r"\['hiden_size'\] are not fields of the llama config"):
         load_model(typo, tokenizer)
+
+
+def test_a_context_longer_than_the_models_positions_warns():
+    from transformers import LlamaConfig
+
+    from hf_superpositional.tasks.gsm8k.model import check_context_length
+
+    config = LlamaConfig(max_position_embeddings=128)
+    with pytest.warns(UserWarning, match=r"max_length=160 exceeds the model's max_position_embeddings=128"):
+        assert check_context_length(config, 160)
+    assert not check_context_length(config, 128)

@@ -1,4 +1,6 @@
-"""Statistics, tables, plots and a verdict for optimizer comparisons over seeds (paper Table II, Fig. 1).
+"""Tables, plots and a one-line verdict for optimizer comparisons over seeds (paper Table II, Fig. 1).
+
+The statistics themselves (intervals, tests) are in :mod:`hf_superpositional.reproduction.statistics`.
 
 Pure functions on a *results dict*, so a finished run can be re-reported, and tests can feed fixed numbers:
 
@@ -49,118 +51,26 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .statistics import epochs_to_threshold, mean_std, t_interval, welch_test
+
 __all__ = [
-    "epochs_to_threshold",
+    "finite_or_none",
     "format_table",
-    "mean_std",
     "plot_curves",
     "plot_loss_curves",
     "summarize",
-    "t_interval",
     "verdict",
-    "welch_test",
     "write_report",
 ]
 
 SIGNIFICANCE = 0.05
 """Two-sided p-value below which a difference counts as reproduced."""
-
-
-# ---- statistics -------------------------------------------------------------------------------------------
-
-
-def _as_array(values: Sequence[float], name: str) -> np.ndarray:
-    array = np.asarray(values, dtype=float)
-    if array.ndim != 1 or array.size == 0:
-        raise ValueError(f"`{name}` must be a non-empty 1-D sequence of numbers, got {values!r}.")
-    return array
-
-
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (``ddof=1``; ``nan`` for a single value).
-
-    Example:
-        >>> mean_std([1.0, 2.0, 3.0])
-        (2.0, 1.0)
-    """
-    array = _as_array(values, "values")
-    std = float(array.std(ddof=1)) if array.size > 1 else math.nan
-    return float(array.mean()), std
-
-
-def t_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
-    """Two-sided Student-t confidence interval of the mean: ``mean +- t_{(1+c)/2, n-1} * std / sqrt(n)``.
-
-    Args:
-        values: per-seed measurements.
-        confidence: in ``(0, 1)``.
-
-    Returns:
-        ``(low, high)``; ``(nan, nan)`` for fewer than two values (no spread to estimate).
-
-    Example:
-        >>> low, high = t_interval([1.0, 2.0, 3.0])
-        >>> round(low, 4), round(high, 4)
-        (-0.4841, 4.4841)
-    """
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"`confidence` must be in (0, 1), got {confidence!r}.")
-    from scipy import stats
-
-    array = _as_array(values, "values")
-    if array.size < 2:
-        return math.nan, math.nan
-    mean, std = mean_std(array)
-    half = float(stats.t.ppf((1.0 + confidence) / 2.0, df=array.size - 1)) * std / math.sqrt(array.size)
-    return mean - half, mean + half
-
-
-def welch_test(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
-    """Welch's unequal-variance t-test of ``mean(a) - mean(b)``: ``(t, two-sided p)``.
-
-    ``scipy.stats.ttest_ind(a, b, equal_var=False)``, plus the cases it leaves undefined: fewer than two
-    values on a side gives ``(nan, nan)``; no spread on either side gives ``p = 1`` for equal means and
-    ``p = 0`` (``t = +-inf``) for different ones, since the values then differ without any noise.
-
-    Example:
-        >>> t, p = welch_test([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])
-        >>> t, p
-        (0.0, 1.0)
-    """
-    from scipy import stats
-
-    a_arr, b_arr = _as_array(a, "a"), _as_array(b, "b")
-    if a_arr.size < 2 or b_arr.size < 2:
-        return math.nan, math.nan
-    if a_arr.std() == 0.0 and b_arr.std() == 0.0:
-        diff = float(a_arr.mean() - b_arr.mean())
-        return (0.0, 1.0) if diff == 0.0 else (math.copysign(math.inf, diff), 0.0)
-    with warnings.catch_warnings():
-        # One side without spread (e.g. every seed reaching 90% at epoch 4) makes scipy warn about
-        # "catastrophic cancellation" in its variance; the statistic is still exact for such integer data.
-        warnings.simplefilter("ignore", RuntimeWarning)
-        result = stats.ttest_ind(a_arr, b_arr, equal_var=False)
-    return float(result.statistic), float(result.pvalue)
-
-
-def epochs_to_threshold(curve: Sequence[float], threshold: float) -> int | None:
-    """First epoch (1-based) whose accuracy is ``>= threshold``; ``None`` if none is.
-
-    Example:
-        >>> epochs_to_threshold([0.7, 0.88, 0.91, 0.89], 0.9), epochs_to_threshold([0.7], 0.9)
-        (3, None)
-    """
-    for epoch, value in enumerate(curve, start=1):
-        if value >= threshold:
-            return epoch
-    return None
 
 
 # ---- summary ----------------------------------------------------------------------------------------------
@@ -489,14 +399,21 @@ def plot_loss_curves(
     return path
 
 
-def _finite_or_none(value: Any) -> Any:
-    # Strict JSON has no NaN/Infinity: undefined statistics (one seed, no spread) are written as null.
+def finite_or_none(value: Any) -> Any:
+    """``value`` with every non-finite float (in nested dicts, lists, tuples) replaced by ``None``.
+
+    Strict JSON has no NaN/Infinity: undefined statistics (one seed, no spread) are written as null.
+
+    Example:
+        >>> finite_or_none({"p": float("nan"), "ci": (0.1, float("inf"))})
+        {'p': None, 'ci': [0.1, None]}
+    """
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {key: _finite_or_none(item) for key, item in value.items()}
+        return {key: finite_or_none(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_finite_or_none(item) for item in value]
+        return [finite_or_none(item) for item in value]
     return value
 
 
@@ -515,7 +432,7 @@ def write_report(results: dict[str, Any], output_dir: str | Path) -> dict[str, A
     summary = summarize(results)
     table = format_table(summary)
     line = verdict(summary)
-    payload = _finite_or_none({**results, "summary": summary, "verdict": line})
+    payload = finite_or_none({**results, "summary": summary, "verdict": line})
     (out / "results.json").write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n")
     title = results.get("title", "Optimizer comparison")
     notes = results.get("notes", "")

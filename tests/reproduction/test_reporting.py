@@ -1,4 +1,5 @@
-"""Statistics, table, verdict and files of hf_superpositional.reproduction.reporting against scipy and hand computation."""
+"""Summary, table, verdict and files of hf_superpositional.reproduction.reporting against scipy and hand computation
+(its statistics are tested in test_statistics.py)."""
 
 from __future__ import annotations
 
@@ -9,16 +10,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from hf_superpositional.reproduction.reporting import (
-    epochs_to_threshold,
-    format_table,
-    mean_std,
-    summarize,
-    t_interval,
-    verdict,
-    welch_test,
-    write_report,
-)
+from hf_superpositional.reproduction.reporting import finite_or_none, format_table, summarize, verdict, write_report
+from hf_superpositional.reproduction.statistics import welch_test
 
 # A fixed results dict: three seeds, four epochs. Final accuracies: AdamW .90 .92 .91, lambda=0.5 .95 .96 .94.
 FIXED = {
@@ -59,55 +52,6 @@ FIXED = {
 }
 ADAMW_FINAL = [0.90, 0.92, 0.91]
 SGD_FINAL = [0.95, 0.96, 0.94]
-
-
-def hand_welch(a, b):
-    """Welch's t and two-sided p from the textbook formulas (Welch-Satterthwaite degrees of freedom)."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
-    t = (a.mean() - b.mean()) / math.sqrt(va + vb)
-    df = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
-    return t, 2.0 * stats.t.sf(abs(t), df)
-
-
-def test_mean_std_and_interval_match_scipy():
-    mean, std = mean_std(SGD_FINAL)
-    assert mean == pytest.approx(0.95)
-    assert std == pytest.approx(0.01)  # values .95 +- .01: sample std exactly 0.01
-    low, high = t_interval(SGD_FINAL, 0.95)
-    ref_low, ref_high = stats.t.interval(0.95, df=2, loc=np.mean(SGD_FINAL), scale=stats.sem(SGD_FINAL))
-    assert (low, high) == pytest.approx((ref_low, ref_high), abs=1e-12)
-    # hand: t_{0.975,2} = 4.302653 -> half width 4.302653 * 0.01 / sqrt(3)
-    assert high - mean == pytest.approx(4.302652729 * 0.01 / math.sqrt(3), rel=1e-8)
-
-
-def test_single_value_has_no_spread():
-    assert math.isnan(mean_std([0.9])[1])
-    assert all(math.isnan(v) for v in t_interval([0.9]))
-    assert all(math.isnan(v) for v in welch_test([0.9], [0.8, 0.85]))
-
-
-def test_welch_matches_scipy_and_hand_formula():
-    t, p = welch_test(SGD_FINAL, ADAMW_FINAL)
-    ref = stats.ttest_ind(SGD_FINAL, ADAMW_FINAL, equal_var=False)
-    assert (t, p) == pytest.approx((ref.statistic, ref.pvalue), rel=1e-12)
-    assert (t, p) == pytest.approx(hand_welch(SGD_FINAL, ADAMW_FINAL), rel=1e-9)
-    # unequal sizes and variances: where Welch differs from Student's pooled test
-    a, b = [0.1, 0.4, 0.35, 0.2, 0.9], [0.5, 0.52, 0.51]
-    assert welch_test(a, b) == pytest.approx(hand_welch(a, b), rel=1e-9)
-    assert welch_test(a, b)[1] != pytest.approx(stats.ttest_ind(a, b, equal_var=True).pvalue, rel=1e-3)
-
-
-def test_welch_without_spread():
-    assert welch_test([3.0, 3.0], [3.0, 3.0]) == (0.0, 1.0)
-    t, p = welch_test([2.0, 2.0, 2.0], [3.0, 3.0])
-    assert t == -math.inf and p == 0.0
-
-
-def test_epochs_to_threshold():
-    assert epochs_to_threshold([0.5, 0.9, 0.8], 0.9) == 2  # ">=": reaching exactly counts
-    assert epochs_to_threshold([0.95], 0.9) == 1
-    assert epochs_to_threshold([0.5, 0.89], 0.9) is None
 
 
 def test_summary_values():
@@ -180,6 +124,10 @@ def test_malformed_results_raise():
     bad["arms"][0]["runs"][0]["eval_accuracy"] = [0.5]
     with pytest.raises(ValueError, match="same"):
         summarize(bad)
+
+
+def test_finite_or_none():
+    assert finite_or_none({"a": [1.0, math.nan, (math.inf, 2)], "b": "x"}) == {"a": [1.0, None, [None, 2]], "b": "x"}
 
 
 def test_write_report_files(tmp_path):

@@ -97,21 +97,22 @@ def test_bad_command_lines_exit_2_with_one_line(recipe, tmp_path, capsys):
 def test_arms_use_the_registered_optimizer_names(recipe):
     from hf_superpositional.optim.args import parse_optim_args
 
-    arms = recipe.ARMS
-    assert arms["adamw"]["optim"] == "adamw_torch_fused" and arms["adamw"]["optim_args"] is None
-    assert arms["quantum_moment_adamw"]["optim"] == "quantum_moment_adamw"
-    assert parse_optim_args(arms["sgd_lambda_0.1"]["optim_args"])["quantum_weight"] == 0.1
-    assert parse_optim_args(arms["sgd_lambda_0.5"]["optim_args"])["quantum_weight"] == 0.5
-    assert arms["sgd_lambda_0.5"]["paper"]["final_accuracy"] == 0.938  # SPEC section 6
+    arms = recipe.DEMO_ARMS
+    assert arms["adamw"].optim == "adamw_torch_fused" and arms["adamw"].optim_args is None
+    assert arms["quantum_moment_adamw"].optim == "quantum_moment_adamw"
+    assert parse_optim_args(arms["sgd_lambda_0.1"].optim_args)["quantum_weight"] == 0.1
+    assert parse_optim_args(arms["sgd_lambda_0.5"].optim_args)["quantum_weight"] == 0.5
+    assert arms["sgd_lambda_0.5"].paper["final_accuracy"] == 0.938  # SPEC section 6
 
 
 def test_quantum_attention_patches_the_sequence_classifier(recipe):
     # apply_quantum_attention routes by model_type, so LlamaForSequenceClassification must work like the LM.
     from hf_superpositional import apply_quantum_attention
+    from hf_superpositional.reproduction.classification import build_classifier
 
     args = recipe.parse_arguments(["--seq_len", "10"])
-    reference = recipe.build_model(args, seed=0).eval()
-    patched = recipe.build_model(args, seed=0).eval()
+    reference = build_classifier(args, seed=0).eval()
+    patched = build_classifier(args, seed=0).eval()
     assert all(torch.equal(a, b) for a, b in zip(reference.parameters(), patched.parameters(), strict=True))
     apply_quantum_attention(patched, n_qubits=4, depth=2, gate_init=1.0)
     assert patched.config._attn_implementation == "quantum"

@@ -308,6 +308,7 @@ class CliCase:
 
 FT, EV, CMP = "recipes/gsm8k_finetune.py", "recipes/gsm8k_evaluate.py", "recipes/gsm8k_compare.py"
 TINY, TC = "recipes/compare_optimizers_tiny.py", "recipes/text_classification.py"
+STUDY = "recipes/study.py"
 TINY_CONFIG = ("--config", "recipes/configs/gsm8k_tiny_offline.yaml", "--output_dir", "{tmp}/out")
 EXIT2 = (2,)
 
@@ -348,6 +349,11 @@ CLI_CASES: list[CliCase] = [
     CliCase("cli-tc-yaml-key-typo", TC, "YAML config with `num_epoch: 3` (typo)", EXIT2, r"typo\.yaml: unknown key\(s\) 'num_epoch' \(did you mean 'num_epochs'\?\)", (TC, "--config", "{tmp}/typo.yaml")),
     CliCase("cli-tc-unknown-flag", TC, "`--bogus_flag 2`", EXIT2, r"unrecognized arguments: --bogus_flag 2; run with --help to list the flags", (TC, "--bogus_flag", "2")),
     CliCase("cli-tc-abbreviated-flag", TC, "`--num_epoch 2` (abbreviation of `--num_epochs`)", EXIT2, r"unrecognized arguments: --num_epoch 2 \(--num_epoch is not accepted as an abbreviation of --num_epochs\)", (TC, "--num_epoch", "2")),
+    CliCase("cli-study-quick-and-config", STUDY, "`--quick --config recipes/configs/study.yaml`", EXIT2, r"--quick selects its own config file; give either --quick or --config, not both", (STUDY, "--quick", "--config", "recipes/configs/study.yaml")),
+    CliCase("cli-study-dose-scope", STUDY, "`--dose_scopes first_n everything`", EXIT2, r"StudyArguments: `dose_scopes` must be values from \['first_n', 'all'\], got \['first_n', 'everything'\]", (STUDY, "--dose_scopes", "first_n", "everything")),
+    CliCase("cli-study-seed-range", STUDY, "`--min_seeds 9 --max_seeds 4`", EXIT2, r"StudyArguments: need 2 <= min_seeds <= max_seeds, got 9 and 4", (STUDY, "--min_seeds", "9", "--max_seeds", "4")),
+    CliCase("cli-study-zero-lambda", STUDY, "`--dose_lambdas 0 1`", EXIT2, r"StudyArguments: `dose_lambdas` and `gsm8k_lambdas` must be > 0 \(lambda = 0 is AdamW itself\)", (STUDY, "--dose_lambdas", "0", "1")),
+    CliCase("cli-study-abbreviated-flag", STUDY, "`--pilot_seed 3` (abbreviation of `--pilot_seeds`)", EXIT2, r"unrecognized arguments: --pilot_seed 3 \(--pilot_seed is not accepted as an abbreviation of --pilot_seeds\)", (STUDY, "--pilot_seed", "3")),
 ]
 # fmt: on
 

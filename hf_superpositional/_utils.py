@@ -82,7 +82,8 @@ def require(module: str, purpose: str, install: str) -> Any:
 
 
 def unwrap_optimizer(optimizer: Any) -> Any:
-    """The optimizer inside wrappers (accelerate's ``AcceleratedOptimizer`` keeps it in ``.optimizer``).
+    """The optimizer inside wrappers (accelerate's ``AcceleratedOptimizer`` keeps it in ``.optimizer``, and so does
+    DeepSpeed's ZeRO optimizer, which is no torch ``Optimizer`` itself).
 
     Example:
         >>> import torch
@@ -94,9 +95,13 @@ def unwrap_optimizer(optimizer: Any) -> Any:
     """
     import torch
 
+    # Under DeepSpeed the chain is accelerate's wrapper -> the ZeRO optimizer (not a torch Optimizer itself)
+    # -> the basic optimizer: walk every `.optimizer` link and keep the innermost torch Optimizer.
+    found, current = optimizer, optimizer
     for _ in range(8):
-        inner = getattr(optimizer, "optimizer", None)
-        if not isinstance(inner, torch.optim.Optimizer):
+        current = getattr(current, "optimizer", None)
+        if current is None:
             break
-        optimizer = inner
-    return optimizer
+        if isinstance(current, torch.optim.Optimizer):
+            found = current
+    return found

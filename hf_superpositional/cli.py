@@ -6,7 +6,8 @@ dataclass has is an error that names the key and the closest valid ones, never s
 command-line flag (abbreviations are not accepted: ``--n_qubit`` is not ``--n_qubits``). A
 ``TrainingArguments`` whose ``optim`` is this package's has its ``optim_args`` checked at once, before any
 data is loaded. Bad input raises :class:`ArgumentsError` (or, for flags, exits with one ``prog: error:``
-line and status 2).
+line and status 2). On a CPU-only DeepSpeed launch, ``TrainingArguments`` are built with the set-up that
+makes every rank count (:func:`hf_superpositional.integrations.deepspeed.cpu_deepspeed_overrides`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ._utils import did_you_mean
+from .integrations.deepspeed import cpu_deepspeed_overrides
 from .integrations.transformers import ArgumentsError, check_optimizer_arguments
 
 __all__ = ["ArgumentsError", "parse_args_and_config"]
@@ -171,6 +173,9 @@ def parse_args_and_config(
     for dtype in dataclass_types:
         names = {f.name for f in dataclasses.fields(dtype) if f.init}
         kwargs = {k: v for k, v in vars(namespace).items() if k in names}
+        if issubclass(dtype, TrainingArguments):
+            # A CPU-only DeepSpeed launch needs accelerate set up before the arguments are built (SPEC 8).
+            kwargs.update(cpu_deepspeed_overrides(kwargs))
         try:
             outputs.append(dtype(**kwargs))
         except ArgumentsError:

@@ -47,6 +47,7 @@ from ..attention import apply_quantum_attention
 from ..naming import QUANTUM_CONFIG_KEY, is_quantum_parameter_name
 from .checkpoint import resume_checkpoint_report
 from .checkpoint_files import CheckpointError, write_checksums
+from .deepspeed import ZeroFirstNCallback, check_deepspeed_launch
 from .model_card import ModelCardInfo, is_hub_id, training_details, update_model_card
 from .peft import save_adapter_quantum_config
 from .transformers import uses_superpositional_optimizer
@@ -178,10 +179,18 @@ class SuperpositionalTrainer(Trainer):
         self._stock_param_groups = False
         self._user_tracks_diagnostics: bool | None = None
         self._diagnostics_step: int | None = None
+        self._given_optimizers: tuple[Any, Any] = (None, None)
         if model is not None and quantum_attention_config is not None:
             model = self._apply_quantum_attention(model)
+        if args is not None:
+            check_deepspeed_launch(args)  # a DeepSpeed launch that accelerate was not set up for raises
         super().__init__(model, args, *trainer_args, **trainer_kwargs)
         self.add_callback(_QuantumDiagnosticsCallback(self))
+        # DeepSpeed (integrations/deepspeed.py): first_n mapped onto ZeRO's flat partitions when training starts,
+        # and an optimizer / scheduler given as `optimizers=` kept (transformers' DeepSpeed set-up drops them).
+        self._given_optimizers = (self.optimizer, self.lr_scheduler)
+        if self.is_deepspeed_enabled:
+            self.add_callback(ZeroFirstNCallback())
         if self.args.fp16 and self.effective_mixed_precision == "no":
             message = (
                 "fp16=True has no effect on this CPU run: transformers/accelerate have no fp16 autocast on CPU, so "
@@ -279,6 +288,12 @@ class SuperpositionalTrainer(Trainer):
         quantum = set(self.quantum_parameter_names(model))
         return [name for name in super().get_decay_parameter_names(model) if name not in quantum]
 
+    def create_scheduler(self, num_training_steps: int, optimizer: Any = None) -> Any:
+        """``Trainer.create_scheduler``, keeping under DeepSpeed a scheduler given as ``optimizers=(..., scheduler)``."""
+        if self.lr_scheduler is None and self.is_deepspeed_enabled and self._given_optimizers[1] is not None:
+            self.lr_scheduler = self._given_optimizers[1]
+        return super().create_scheduler(num_training_steps, optimizer)
+
     def create_optimizer(self, model: nn.Module | None = None) -> torch.optim.Optimizer:
         """Build the optimizer as the stock Trainer does, then move circuit parameters to their own group.
 
@@ -287,6 +302,8 @@ class SuperpositionalTrainer(Trainer):
         the no-decay group into a final group ``{"params": circuit, "weight_decay": 0.0}``. This happens before
         the first step, while the optimizer holds no state, so it is the same as constructing with that group.
         """
+        if self.optimizer is None and self.is_deepspeed_enabled and self._given_optimizers[0] is not None:
+            self.optimizer = self._given_optimizers[0]  # the object the user passed is the one that trains
         already_built = self.optimizer is not None
         optimizer = super().create_optimizer(model)
         if not already_built and not self._stock_param_groups:

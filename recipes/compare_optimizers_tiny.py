@@ -5,11 +5,12 @@ Fine-tunes (from scratch) a tiny Llama built from a ``LlamaConfig`` on the bundl
 per optimizer arm with the same seed, data order and schedule, and prints the loss curves side by side.
 Everything runs offline on a CPU in a minute or two: the tokenizer is trained on the bundled sample.
 
-    python recipes/compare_optimizers_tiny.py --output_dir outputs/demo
-    python recipes/compare_optimizers_tiny.py --output_dir outputs/demo --max_steps 300 --arms adamw_torch_fused,superpositional_adamw:quantum_weight=0.5
+    python recipes/compare_optimizers_tiny.py
+    python recipes/compare_optimizers_tiny.py --max_steps 300 --arms adamw_torch_fused,superpositional_adamw:quantum_weight=0.5
 
 Writes ``results.json`` (every logged loss per arm), ``table.md`` and ``loss_curves.png`` to
-``--output_dir``.
+``--output_dir`` (default ``outputs/compare_optimizers_tiny``, this job's own folder: ``make demo`` writes
+``outputs/demo``). A folder that already holds results is not overwritten without ``--overwrite_output_dir``.
 """
 
 from __future__ import annotations
@@ -41,7 +42,11 @@ from hf_superpositional.tasks.gsm8k.tokenizer import train_offline_tokenizer
 @dataclass
 class DemoArguments:
     output_dir: str = field(
-        default="outputs/demo", metadata={"help": "Where results.json, table.md and loss_curves.png go."}
+        default="outputs/compare_optimizers_tiny",
+        metadata={"help": "Where results.json, table.md and loss_curves.png go (this job's own folder)."},
+    )
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Replace the results an earlier run left in --output_dir."}
     )
     arms: str = field(
         default="adamw_torch_fused,superpositional_adamw:quantum_weight=0.1,superpositional_adamw:quantum_weight=0.5",
@@ -71,6 +76,13 @@ class DemoArguments:
                 raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
         if self.learning_rate <= 0:
             raise ValueError(f"--learning_rate must be > 0, got {self.learning_rate}")
+        out = Path(self.output_dir)
+        if not self.overwrite_output_dir and out.is_dir() and any(out.iterdir()):
+            found = ", ".join(sorted(p.name for p in out.iterdir())[:4])
+            raise ValueError(
+                f"--output_dir {self.output_dir} already holds results ({found}, ...); pass "
+                "--overwrite_output_dir to replace them, or choose another folder."
+            )
 
 
 def demo_arms(demo: DemoArguments) -> list[tuple[str, str | None]]:

@@ -47,7 +47,7 @@ FULL_SCALE_COMMAND = (
 
 
 def format_value(value: float | None, value_unit: str) -> str:
-    """One arm's value as printed: an accuracy as %, epochs, seconds or a loss.
+    """One arm's value as printed: an accuracy as %, epochs, seconds, a difference of accuracies or a loss.
 
     Example:
         >>> format_value(0.9153, "accuracy"), format_value(7.4, "epochs"), format_value(0.0213, "s"), format_value(5.5642, "loss")
@@ -61,6 +61,8 @@ def format_value(value: float | None, value_unit: str) -> str:
         return f"{value:.1f}"
     if value_unit == "s":
         return f"{value:.3g} s"
+    if value_unit == "points":
+        return f"{100 * value:+.1f} pts"
     return f"{value:.4f}"
 
 
@@ -103,21 +105,26 @@ def _excludes_zero(interval: list[float]) -> bool:
     return low is not None and math.isfinite(low) and math.isfinite(high) and (low > 0 or high < 0)
 
 
+def _onset(ordered: list[dict[str, Any]]) -> dict[str, Any] | None:
+    return next((p for p in ordered if _excludes_zero(p["ci"])), None)
+
+
 def describe_dose_response(points: list[dict[str, Any]], seeds: int) -> str:
-    """Where the effect begins and which sign it has, in words (by increasing measured ratio)."""
+    """Where the effect begins and which sign it has, in words (by increasing measured ratio), overall and
+    per mode (the ratio measures ``lr * lambda * Q`` against the step, which a moment-mode perturbation
+    reaches through Adam's normalisation rather than directly, so the two modes need not share an onset)."""
     if not points:
         return "No dose-response arms were run."
     ordered = sorted(points, key=lambda p: p["ratio"])
-    detected = [p for p in ordered if _excludes_zero(p["ci"])]
     widths = [(p["ci"][1] - p["ci"][0]) / 2 for p in ordered if math.isfinite(p["ci"][0])]
     width = f"half-widths around {100 * float(np.median(widths)):.1f} pts" if widths else "no intervals"
-    if not detected:
+    first = _onset(ordered)
+    if first is None:
         return (
             f"No arm's interval excludes zero, from a perturbation-to-update ratio of {ordered[0]['ratio']:.2g} to "
             f"{ordered[-1]['ratio']:.2g}: no effect on final accuracy is detectable at any strength tested "
             f"({seeds} seeds, {width})."
         )
-    first = detected[0]
     below = [p for p in ordered if p["ratio"] < first["ratio"]]
     sign = "lower" if first["delta"] < 0 else "higher"
     text = (
@@ -133,22 +140,40 @@ def describe_dose_response(points: list[dict[str, Any]], seeds: int) -> str:
         text += "It is there already at the smallest ratio tested. "
     above = [p for p in ordered if p["ratio"] > first["ratio"]]
     if above:
-        hurt = sum(1 for p in above if _excludes_zero(p["ci"]) and p["delta"] < 0)
-        helped = sum(1 for p in above if _excludes_zero(p["ci"]) and p["delta"] > 0)
-        text += f"Above it, {hurt} of {len(above)} arms are significantly worse than AdamW and {helped} better"
+        hurt = [p["label"] for p in above if _excludes_zero(p["ci"]) and p["delta"] < 0]
+        helped = [p["label"] for p in above if _excludes_zero(p["ci"]) and p["delta"] > 0]
+        null = [p["label"] for p in above if not _excludes_zero(p["ci"])]
+        text += f"Above it, {len(hurt)} of {len(above)} arms are significantly worse than AdamW and {len(helped)} better"
+        text += f" (no detectable effect: {', '.join(null)})" if null else ""
         diverged = [p["label"] for p in above if p["diverged_seeds"]]
         text += f"; runs with a non-finite loss: {', '.join(diverged)}." if diverged else "."
+    modes = sorted({p["mode"] for p in points})
+    if len(modes) > 1:
+        parts = []
+        for mode in modes:
+            series = [p for p in ordered if p["mode"] == mode]
+            onset = _onset(series)
+            parts.append(
+                f"mode={mode}: no detectable effect up to ratio {series[-1]['ratio']:.2g}"
+                if onset is None
+                else f"mode={mode}: from ratio {onset['ratio']:.2g} ({onset['label']}, "
+                f"Δ {format_effect(onset['delta'], 'pts', 100.0)})"
+            )
+        text += " By mode -- " + "; ".join(parts) + "."
+    if len(points) >= 10:
+        text += f" (Of {len(points)} intervals at 95%, about {len(points) / 20:.1f} would exclude zero by chance alone.)"
     return text
 
 
 def plot_dose_response(points: list[dict[str, Any]], path: str | Path, paper_effect: float | None = None) -> Path:
-    """Δ final accuracy (with its interval) against the measured perturbation-to-update ratio, log x-axis."""
+    """Δ final accuracy (with its interval) against the measured perturbation-to-update ratio, log x-axis:
+    the whole range above, a zoom on ±4 points (where the paper's claim lies) below."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig, (full, zoom) = plt.subplots(2, 1, figsize=(8.5, 8), sharex=True, height_ratios=(1, 1))
     markers = {("first_n", "update"): "o", ("all", "update"): "s", ("first_n", "moment"): "^", ("all", "moment"): "D"}
     for (scope, mode), marker in markers.items():
         series = sorted((p for p in points if (p["scope"], p["mode"]) == (scope, mode)), key=lambda p: p["ratio"])
@@ -158,19 +183,25 @@ def plot_dose_response(points: list[dict[str, Any]], path: str | Path, paper_eff
         y = 100 * np.array([p["delta"] for p in series])
         low = np.array([100 * p["ci"][0] if math.isfinite(p["ci"][0]) else 100 * p["delta"] for p in series])
         high = np.array([100 * p["ci"][1] if math.isfinite(p["ci"][1]) else 100 * p["delta"] for p in series])
-        ax.errorbar(x, y, yerr=[y - low, high - y], marker=marker, capsize=3, linewidth=1, label=f"scope={scope}, mode={mode}")
+        for ax in (full, zoom):
+            ax.errorbar(x, y, yerr=[y - low, high - y], marker=marker, capsize=3, linewidth=1,
+                        label=f"scope={scope}, mode={mode}")  # fmt: skip
         for p, xi, yi in zip(series, x, y, strict=True):
+            ax = zoom if abs(yi) < 4 else full
             ax.annotate(f"λ={p['quantum_weight']:g}", (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    ax.axhline(0.0, color="black", linewidth=0.8)
-    if paper_effect is not None:
-        ax.axhline(100 * paper_effect, color="tab:red", linestyle="--", linewidth=0.9,
-                   label=f"paper's claim ({format_effect(paper_effect, 'pts', 100.0)}, λ=0.5 first_n update)")  # fmt: skip
-    ax.set_xscale("log")
-    ax.set_xlabel("perturbation-to-update ratio ‖λ·lr·Q‖ / ‖Adam step‖, mean over training (log)")
-    ax.set_ylabel("Δ final held-out accuracy vs AdamW (points, paired 95% CI)")
-    ax.set_title("Dose-response: Superpositional AdamW against AdamW (same seeds)")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
+    for ax in (full, zoom):
+        ax.axhline(0.0, color="black", linewidth=0.8)
+        if paper_effect is not None:
+            ax.axhline(100 * paper_effect, color="tab:red", linestyle="--", linewidth=0.9,
+                       label=f"paper's claim ({format_effect(paper_effect, 'pts', 100.0)}, λ=0.5 first_n update)")  # fmt: skip
+        ax.set_xscale("log")
+        ax.grid(alpha=0.3, which="both")
+        ax.set_ylabel("Δ final accuracy (points)")
+    zoom.set_ylim(-4, 4)
+    zoom.set_title("zoom: ±4 points", fontsize=9)
+    full.set_title("Dose-response: Superpositional AdamW against AdamW (same seeds, paired 95% CI)")
+    zoom.set_xlabel("perturbation-to-update ratio ‖λ·lr·Q‖ / ‖Adam step‖, mean over training (log)")
+    full.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=120)
@@ -184,8 +215,8 @@ def ablation_table(effects: list[dict[str, Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for e in effects:
         lines.append("| " + " | ".join([
-            e["claim"], f"{e['baseline']}: {format_value(e['baseline_mean'], 'accuracy')}",
-            f"{e['treatment']}: {format_value(e['treatment_mean'], 'accuracy')}",
+            e["claim"], f"{e['baseline']}: {format_value(e['baseline_mean'], e['value_unit'])}",
+            f"{e['treatment']}: {format_value(e['treatment_mean'], e['value_unit'])}",
             f"{format_effect(e['mean'], 'pts', 100.0)} {format_interval(e['ci'], 'pts', 100.0)}", format_interval(e["welch_ci"], "pts", 100.0),
             str(e["num_seeds"]),
         ]) + " |")  # fmt: skip
@@ -244,14 +275,21 @@ def _serialisable(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def _mechanism(results: dict[str, Any]) -> str:
-    points = {(p["quantum_weight"], p["scope"], p["mode"]): p for p in results["dose_response"]}
-    paper_point = points.get((0.5, "first_n", "update"))
+    points = results["dose_response"]
+    paper_point = next((p for p in points if (p["quantum_weight"], p["scope"], p["mode"]) == (0.5, "first_n", "update")), None)
     if paper_point is None:
         return ""
+    onset = _onset(sorted(points, key=lambda p: p["ratio"]))
+    where = (
+        "no strength tested moved accuracy"
+        if onset is None
+        else f"accuracy first moves at {onset['ratio']:.2g} of the step ({onset['label']}), and then it "
+        + ("falls" if onset["delta"] < 0 else "rises")
+    )
     return (
         f"Mechanism: the paper's update (λ=0.5, first_n, update mode) adds λ·sin(πθ)·g to the first 4 elements of each "
-        f"weight tensor only, which measured {paper_point['ratio']:.1e} of the Adam step by norm averaged over training, "
-        "so it cannot move accuracy by points; it only perturbs the trajectory, as a different seed would."
+        f"weight tensor only, {paper_point['ratio']:.1e} of the Adam step by norm averaged over training, so it changes "
+        f"the trajectory about as much as a different seed and cannot move accuracy by points; {where}."
     )
 
 

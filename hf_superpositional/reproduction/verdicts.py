@@ -150,14 +150,26 @@ class Claim:
 def format_effect(value: float | None, unit: str, scale: float, digits: int = 1, sign: bool = True) -> str:
     """An effect as printed in the report (``+2.3 pts``, ``-4.1%``, ``-0.4 epochs``; ``—`` when undefined).
 
+    A non-zero effect that would print as zero at ``digits`` decimals is printed in scientific notation, so a
+    tiny effect is not mistaken for none.
+
     Example:
         >>> format_effect(0.023, "pts", 100.0), format_effect(-0.0411, "%", 100.0), format_effect(-2.8, "epochs", 1.0)
         ('+2.3 pts', '-4.1%', '-2.8 epochs')
+        >>> format_effect(1.6e-8, "%", 100.0)
+        '+1.6e-06%'
     """
     if value is None or not math.isfinite(value):
         return "—"
-    number = f"{value * scale:{'+' if sign else ''}.{digits}f}"
+    number = _number(value * scale, digits, sign)
     return f"{number}%" if unit == "%" else f"{number} {unit}"
+
+
+def _number(value: float, digits: int, sign: bool = True) -> str:
+    plus = "+" if sign else ""
+    if value != 0 and abs(value) < 0.5 * 10**-digits:
+        return f"{value:{plus}.1e}"
+    return f"{value:{plus}.{digits}f}"
 
 
 def format_interval(interval: list[float], unit: str, scale: float, digits: int = 1) -> str:
@@ -166,11 +178,15 @@ def format_interval(interval: list[float], unit: str, scale: float, digits: int 
     Example:
         >>> format_interval([-0.012, 0.008], "pts", 100.0), format_interval([float("nan"), 1.0], "%", 100.0)
         ('[-1.2, +0.8] pts', '—')
+        >>> format_interval([-1e-8, 3e-8], "%", 100.0)
+        '[-1.0e-06, +3.0e-06]%'
     """
     low, high = interval
     if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
         return "—"
     suffix = "%" if unit == "%" else f" {unit}"
+    if max(abs(low), abs(high)) * scale < 0.5 * 10**-digits:  # both ends would print as 0.0: show them
+        return f"[{low * scale:+.1e}, {high * scale:+.1e}]{suffix}"
     return f"[{low * scale:+.{digits}f}, {high * scale:+.{digits}f}]{suffix}"
 
 
@@ -249,11 +265,13 @@ def _sentence(result: dict[str, Any]) -> str:
     if verdict == REPRODUCED:
         return f"REPRODUCED: {measured} excludes zero and contains the paper's {paper}."
     if verdict == REFUTED:
-        low, high = result["ci"]
-        if (paper_effect > 0 and high < 0) or (paper_effect < 0 and low > 0):
+        # The interval in the paper's direction (a claimed decrease is flipped into an increase).
+        direction = 1.0 if paper_effect > 0 else -1.0
+        low, high = sorted(direction * x for x in result["ci"])
+        if high < 0:
             why = "the effect has the opposite sign"
-        elif abs(paper_effect) > max(abs(low), abs(high)):
-            why = "the effect is smaller than claimed"
+        elif high < abs(paper_effect):
+            why = "the effect is smaller than claimed" + (", and zero is inside the interval" if low <= 0 else "")
         else:
             why = "the effect is larger than claimed"
         return f"REFUTED: {measured} excludes the paper's {paper} ({why})."

@@ -39,8 +39,8 @@ def written(tmp_path_factory):
     return raw, results, out, paths
 
 
-def point(weight, scope, ratio, delta, half, diverged=()):
-    return {"label": f"λ={weight:g} {scope} update", "quantum_weight": weight, "scope": scope, "mode": "update",
+def point(weight, scope, ratio, delta, half, diverged=(), mode="update"):
+    return {"label": f"λ={weight:g} {scope} {mode}", "quantum_weight": weight, "scope": scope, "mode": mode,
             "ratio": ratio, "delta": delta, "ci": [delta - half, delta + half], "p": 0.5,
             "diverged_seeds": list(diverged)}  # fmt: skip
 
@@ -57,6 +57,14 @@ def test_where_the_effect_begins_in_words():
     assert none.startswith("No arm's interval excludes zero") and "half-widths around 1.0 pts" in none
     helpful = describe_dose_response([point(0.5, "all", 0.01, 0.03, 0.01)], seeds=6)
     assert "higher accuracy" in helpful and "already at the smallest ratio" in helpful
+    # the two modes reach their onsets at different ratios: said per mode
+    moment = [point(100.0, "all", 0.08, -0.2, 0.05, mode="moment"), point(1.0, "all", 1e-3, 0.0, 0.01, mode="moment")]
+    both = describe_dose_response(nulls + harmful + moment, seeds=6)
+    assert both.startswith("The effect begins at a perturbation-to-update ratio of 0.08 (λ=100 all moment)")
+    assert "(no detectable effect: " not in both  # both arms above the onset are harmful
+    assert "By mode -- mode=moment: from ratio 0.08 (λ=100 all moment, Δ -20.0 pts); mode=update: from ratio 0.5" in both
+    mixed = describe_dose_response(nulls + harmful + [point(1000.0, "first_n", 2.0, 0.004, 0.01)], seeds=6)
+    assert "(no detectable effect: λ=1000 first_n update)" in mixed
     table = dose_table(harmful + nulls).splitlines()
     assert [row.split("|")[4].strip() for row in table[2:]] == ["1.00e-05", "1.00e-03", "5.00e-01", "5.00e+00"]
 

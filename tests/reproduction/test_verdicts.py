@@ -105,6 +105,26 @@ def test_relative_claim_and_opposite_sign():
     assert result["welch_ci"] == pytest.approx([x / base for x in welch.confidence_interval(0.95)], rel=1e-9)
 
 
+@pytest.mark.parametrize(
+    ("effects", "paper", "why"),
+    [
+        ([0.03, 0.05, 0.04, 0.045], PAPER_GAIN, "larger than claimed"),
+        ([0.005, 0.008, 0.006, 0.007], PAPER_GAIN, "smaller than claimed)"),
+        ([0.005, -0.004, 0.002, 0.003], PAPER_GAIN, "smaller than claimed, and zero is inside the interval"),
+        ([0.02, 0.07, -0.03, 0.1, 0.05], -0.16, "smaller than claimed, and zero is inside the interval"),  # the study's time-to-90%
+        ([-0.3, -0.25, -0.28, -0.27], -0.16, "larger than claimed"),
+    ],
+)
+def test_a_refutation_says_which_side_the_paper_fell_on(effects, paper, why):
+    result = evaluate_claim(claim_with(effects, paper, kind="relative" if paper == -0.16 else "difference"))
+    assert result["verdict"] == REFUTED and why in result["sentence"], result["sentence"]
+
+
+def test_tiny_effects_print_as_numbers_not_zeros():
+    result = evaluate_claim(claim_with([1e-8, 3e-8, 2e-8], PAPER_LOSS, kind="relative"))
+    assert result["verdict"] == REFUTED and "+2.0e-06%" in result["sentence"] and "0.0%" not in result["sentence"]
+
+
 def test_claim_without_a_paper_effect_reports_the_interval_only():
     result = evaluate_claim(claim_with([0.02, 0.03, 0.025], paper_effect=None))
     assert result["verdict"] is None and "excludes zero: a positive effect" in result["sentence"]

@@ -90,3 +90,36 @@ def test_lora_trains_saves_and_reloads_circuit_parameters(tmp_path):
     with torch.no_grad():
         merged_logits = merged(input_ids=ids).logits
     torch.testing.assert_close(merged_logits, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_peft_save_writes_the_quantum_config_and_peft_loads_restore_the_circuits(tmp_path):
+    # The silent loss: a plain saved base, patched for training only, a LoRA saved by PEFT's own
+    # save_pretrained, reloaded by PEFT's own loaders on an UNPATCHED base.
+    import json
+
+    from peft import AutoPeftModelForCausalLM
+
+    from hf_superpositional.attention.loading import QUANTUM_ADAPTER_CONFIG_NAME
+    from hf_superpositional.integrations.peft import install_peft_hooks
+
+    install_peft_hooks()
+    tiny_llama(seed=11, num_key_value_heads=2).save_pretrained(tmp_path / "base")
+    from transformers import AutoModelForCausalLM
+
+    base = apply_quantum_attention(AutoModelForCausalLM.from_pretrained(tmp_path / "base"), CFG)
+    model = get_peft_model(base, quantum_lora_config(r=4, target_modules=["q_proj"]))
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "modules_to_save" in name and name.endswith("gate"):
+                param.copy_(torch.linspace(-1.0, 1.0, param.numel()))  # trained circuits, away from the init
+    ids = tiny_input_ids(batch=2, length=8, seed=4)
+    with torch.no_grad():
+        expected = model.eval()(input_ids=ids).logits
+    model.save_pretrained(tmp_path / "adapter")
+    assert json.loads((tmp_path / "adapter" / QUANTUM_ADAPTER_CONFIG_NAME).read_text()) == CFG.to_dict()
+
+    plain = AutoModelForCausalLM.from_pretrained(tmp_path / "base")
+    for reloaded in (PeftModel.from_pretrained(plain, tmp_path / "adapter"),
+                     AutoPeftModelForCausalLM.from_pretrained(tmp_path / "adapter")):  # fmt: skip
+        with torch.no_grad():
+            torch.testing.assert_close(reloaded.eval()(input_ids=ids).logits, expected, rtol=0, atol=1e-6)

@@ -196,10 +196,117 @@ def _task(num_examples=4, seed=0, split="train"):
     return lambda _tmp: generate_direction_task(num_examples, seed=seed, split=split)
 
 
+def _saved_quantum_model(tmp, damage=None):
+    from hf_superpositional.attention.patch import apply_quantum_attention
+
+    apply_quantum_attention(_tiny_llama(), gate_init=0.5).save_pretrained(tmp / "model")
+    if damage is not None:
+        damage(tmp / "model")
+    return tmp / "model"
+
+
+def _drop_quantum_entry(folder):
+    config = json.loads((folder / "config.json").read_text())
+    del config["quantum_attention"], config["attn_implementation"]
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+def _drop_layer0_circuit(folder):
+    from safetensors.torch import load_file, save_file
+
+    kept = {k: v for k, v in load_file(folder / "model.safetensors").items() if "layers.0.self_attn.quantum_circuit" not in k}
+    save_file(kept, folder / "model.safetensors", metadata={"format": "pt"})
+
+
+def _from_pretrained(damage=None, **kwargs):
+    def call(tmp):
+        from transformers import AutoModelForCausalLM
+
+        return AutoModelForCausalLM.from_pretrained(_saved_quantum_model(tmp, damage), **kwargs)
+
+    return call
+
+
+def _quantum_alone_on_gpt2(_tmp):
+    from transformers import AutoModelForCausalLM, GPT2Config
+
+    return AutoModelForCausalLM.from_config(GPT2Config(n_layer=1, n_embd=16, n_head=2), attn_implementation="quantum")
+
+
+def _unpatched_forward_as_quantum(_tmp):
+    from tests.tiny_models import tiny_input_ids
+
+    model = _tiny_llama()
+    model.set_attn_implementation("quantum")
+    return model(tiny_input_ids())
+
+
+def _saved_adapter(tmp, *, keep_quantum_file=True, hand_unfrozen=False):
+    from peft import LoraConfig, get_peft_model
+
+    from hf_superpositional.attention.patch import apply_quantum_attention
+    from hf_superpositional.integrations.peft import quantum_lora_config
+
+    base = apply_quantum_attention(_tiny_llama(), gate_init=0.5)
+    if hand_unfrozen:
+        model = get_peft_model(base, LoraConfig(r=2, target_modules=["q_proj"]))
+        for name, param in model.named_parameters():
+            param.requires_grad_(param.requires_grad or "quantum_circuit" in name)
+    else:
+        model = get_peft_model(base, quantum_lora_config(r=2, target_modules=["q_proj"]))
+    model.save_pretrained(tmp / "adapter")
+    if not keep_quantum_file:
+        (tmp / "adapter" / "quantum_attention.json").unlink()
+    return tmp / "adapter"
+
+
+def _adapter_load(how):
+    def call(tmp):
+        from peft import PeftModel
+        from transformers import AutoModelForCausalLM
+
+        from hf_superpositional.attention.patch import apply_quantum_attention
+
+        if how == "auto_model":
+            return AutoModelForCausalLM.from_pretrained(_saved_adapter(tmp))
+        if how == "no_quantum_file":
+            return PeftModel.from_pretrained(_tiny_llama(), _saved_adapter(tmp, keep_quantum_file=False))
+        if how == "patched_differently":
+            return PeftModel.from_pretrained(apply_quantum_attention(_tiny_llama(), n_qubits=2), _saved_adapter(tmp))
+        if how == "full_model":
+            return PeftModel.from_pretrained(_tiny_llama(), _saved_quantum_model(tmp))
+        return _saved_adapter(tmp, hand_unfrozen=True)  # "hand_unfrozen": refused when saving
+
+    return call
+
+
+def _trainer_on_nonfinite(_tmp):
+    from transformers import TrainingArguments
+
+    from hf_superpositional.integrations.trainer import SuperpositionalTrainer
+
+    args = TrainingArguments(str(_tmp), report_to="none", use_cpu=True)
+    return SuperpositionalTrainer(model=_tiny_llama(), args=args, on_nonfinite="ignore")
+
+
+def _foreign_optim_args(optim, optim_args):
+    def call(tmp):
+        from transformers import TrainingArguments
+
+        from hf_superpositional.integrations.transformers import check_optimizer_arguments
+
+        return check_optimizer_arguments(TrainingArguments(str(tmp), optim=optim, optim_args=optim_args))
+
+    return call
+
+
 OPT = "`SuperpositionalAdamW(params, ...)`"
 OPT_GROUP = "`SuperpositionalAdamW([{param group}])`"
 ARGS = "`parse_optim_args(optim_args)`"
 TRAINER = "`TrainingArguments(optim=..., optim_args=...)` + `SuperpositionalTrainer`"
+CHECK_ARGS = "`check_optimizer_arguments(TrainingArguments(...))` (every recipe runs it while parsing)"
+LOAD = "`AutoModelForCausalLM.from_pretrained` / `from_config` (after `import hf_superpositional`)"
+PEFT_LOAD = "`PeftModel.from_pretrained` / `AutoPeftModelForCausalLM.from_pretrained` (after the import)"
 QAC = "`QuantumAttentionConfig(...)`"
 APPLY = "`apply_quantum_attention(model, ...)`"
 DATA = "`load_gsm8k(data_file=...)` (GSM8K JSONL)"
@@ -245,6 +352,9 @@ CASES: list[Case] = [
     Case("trainer-optim-args-unknown", TRAINER, "`optim_args='bogus=1'` (raised when the Trainer builds the optimizer)", ValueError, rf"unknown key 'bogus'.*{VALID_KEYS}", _trainer_optimizer("superpositional_adamw", "bogus=1")),
     Case("trainer-optim-args-negative", TRAINER, "`optim_args='quantum_weight=-1'`", ValueError, r"quantum_weight must be a non-negative float", _trainer_optimizer("superpositional_adamw", "quantum_weight=-1")),
     Case("trainer-moment-mode-conflict", TRAINER, "`optim='quantum_moment_adamw', optim_args='mode=update'`", ValueError, r"optim='quantum_moment_adamw' always uses mode='moment', but mode='update' was given", _training_arguments(optim="quantum_moment_adamw", optim_args="mode=update")),
+    Case("trainer-on-nonfinite", "`SuperpositionalTrainer(..., on_nonfinite=...)`", "`on_nonfinite='ignore'`", ValueError, r"on_nonfinite must be one of \['raise', 'skip'\], got 'ignore'", _trainer_on_nonfinite),
+    Case("optim-args-for-another-optimizer", CHECK_ARGS, "`optim='adamw_torch', optim_args='quantum_weight=0.1'`", ValueError, r"optim_args='quantum_weight=0.1' would be silently ignored: optim='adamw_torch' does not take quantum_weight", _foreign_optim_args("adamw_torch", "quantum_weight=0.1")),
+    Case("optim-args-ignored-by-stock-adamw", CHECK_ARGS, "`optim='adamw_torch_fused', optim_args='foo=1'`", ValueError, r"optim_args='foo=1' would be silently ignored: optim='adamw_torch_fused' takes no optim_args", _foreign_optim_args("adamw_torch_fused", "foo=1")),
     Case("trainer-optim-name-typo", TRAINER, "`optim='superpositional_adamx'`", ValueError, r"superpositional_adamx is not a valid OptimizerNames, please select one of \[.*'superpositional_adamw', 'quantum_moment_adamw'\]", _training_arguments(optim="superpositional_adamx")),
     # ---- QuantumAttentionConfig
     Case("qconfig-n-qubits-zero", QAC, "`n_qubits=0`", ValueError, r"`n_qubits` must be an integer >= 1, got 0", _qconfig(n_qubits=0)),
@@ -261,6 +371,7 @@ CASES: list[Case] = [
     Case("qconfig-layers-negative", QAC, "`layers=[-1]`", ValueError, r"`layers` must be None \(all layers\) or a non-empty list of layer indices >= 0, got \[-1\]", _qconfig(layers=[-1])),
     Case("qconfig-layers-repeated", QAC, "`layers=[0, 0]`", ValueError, r"`layers` must not repeat an index", _qconfig(layers=[0, 0])),
     Case("qconfig-init-seed", QAC, "`init_seed=-1`", ValueError, r"`init_seed` must be an integer >= 0, got -1", _qconfig(init_seed=-1)),
+    Case("qconfig-n-qubits-above-max", QAC, "`n_qubits=25`", ValueError, r"`n_qubits` must be an integer in \[1, 24\] \(the circuit simulators hold 2\*\*n_qubits amplitudes per point\), got 25", _qconfig(n_qubits=25)),
     Case("qconfig-from-dict-unknown", "`QuantumAttentionConfig.from_dict(d)`", "`{'n_qubit': 4}` (typo)", ValueError, r"Unknown QuantumAttentionConfig keys \['n_qubit'\]; valid keys are \['n_qubits'", _from_dict({"n_qubit": 4})),
     Case("qconfig-from-dict-type", "`QuantumAttentionConfig.from_dict(d)`", "a list instead of a mapping", ValueError, r"`data` must be a mapping or a QuantumAttentionConfig, got list", _from_dict([("n_qubits", 4)])),
     # ---- apply_quantum_attention
@@ -269,10 +380,22 @@ CASES: list[Case] = [
     Case("apply-layer-out-of-range", APPLY, "`layers=[5]` on a 2-layer model", ValueError, r"`layers` must hold indices in \[0, 1\], got \[5\]", _apply(_tiny_llama, layers=[5])),
     Case("apply-unknown-override", APPLY, "`n_qubit=3` (typo)", ValueError, r"Unknown QuantumAttentionConfig keys \['n_qubit'\]; valid keys are", _apply(_tiny_llama, n_qubit=3)),
     Case("apply-different-config", APPLY, "a model already patched with another config", ValueError, r"already patched with .*call remove_quantum_attention\(model\) before", _apply(_patched_twice, n_qubits=3)),
+    # ---- loading (attention/loading.py, integrations/peft.py)
+    Case("load-quantum-alone-unsupported", LOAD, "`from_config(GPT2Config(), attn_implementation='quantum')`", ValueError, r"attn_implementation='quantum' needs quantum-attention circuits, which support model_type in \['llama', 'mistral', 'qwen2'\]; got 'gpt2'", _quantum_alone_on_gpt2),
+    Case("load-unpatched-run-as-quantum", LOAD, "an unpatched model switched with `set_attn_implementation('quantum')`, then run", ValueError, r"attn_implementation='quantum' on a model without quantum-attention circuits: patch it first with hf_superpositional.apply_quantum_attention", _unpatched_forward_as_quantum),
+    Case("load-quantum-as-sdpa", LOAD, "a quantum checkpoint with `attn_implementation='sdpa'`", ValueError, r"carries quantum attention .* but attn_implementation='sdpa' was requested: its trained circuits would be silently ignored.*remove_quantum_attention", _from_pretrained(attn_implementation="sdpa")),
+    Case("load-circuits-without-config", LOAD, "circuit tensors in the weights, no `quantum_attention` in `config.json`", ValueError, r"model.safetensors holds quantum-attention circuit tensors .* but the model was built without them: .*config.json has no 'quantum_attention' entry", _from_pretrained(_drop_quantum_entry)),
+    Case("load-config-without-circuits", LOAD, "`config.json` declares quantum attention, the weights lack layer 0's circuit", ValueError, r"config.json declares quantum attention but .*model.safetensors lacks 3 of its circuit tensors", _from_pretrained(_drop_layer0_circuit)),
+    Case("load-adapter-via-automodel", LOAD, "`AutoModelForCausalLM.from_pretrained(adapter_folder)` of a LoRA over a quantum base", ValueError, r"is a PEFT adapter over a quantum-attention base .*would load the base without its circuits. Load it with hf_superpositional.load_trained_model", _adapter_load("auto_model")),
+    Case("peft-adapter-without-quantum-file", PEFT_LOAD, "adapter weights with circuits, `quantum_attention.json` missing, base unpatched", ValueError, r"adapter_model.safetensors holds quantum-attention circuit tensors .*quantum_attention.json is missing and the base model has no quantum attention", _adapter_load("no_quantum_file")),
+    Case("peft-base-patched-differently", PEFT_LOAD, "a base patched with another `QuantumAttentionConfig`", ValueError, r"quantum_attention.json says the adapter was trained on a base patched with .* but the base model given is patched with", _adapter_load("patched_differently")),
+    Case("peft-full-model-folder", PEFT_LOAD, "a full model folder (no `adapter_config.json`)", ValueError, r"holds a full model \(config.json\), not a PEFT adapter \(no adapter_config.json\). Load it with", _adapter_load("full_model")),
+    Case("peft-save-hand-unfrozen-circuits", "`PeftModel.save_pretrained` (any Trainer's `save_model`)", "circuits made trainable by hand, not in `modules_to_save`", ValueError, r"trainable circuit parameter\(s\) .* are not in the adapter's modules_to_save, so PEFT would leave their trained values out .*quantum_lora_config", _adapter_load("hand_unfrozen")),
     # ---- data files
     Case("data-missing-file", DATA, "a path that does not exist", FileNotFoundError, r"GSM8K data file not found: .*missing\.jsonl", _gsm8k_file(None, "missing.jsonl")),
     Case("data-malformed-json", DATA, "a line that is not JSON", ValueError, r"data\.jsonl:1: not valid JSON", _gsm8k_file("not json\n")),
     Case("data-missing-field", DATA, "a row without `answer`", ValueError, r"data\.jsonl:1: each row needs string fields 'question' and 'answer'", _gsm8k_file('{"question": "q"}\n')),
+    Case("data-no-final-answer", DATA, "a row whose answer lacks `#### <number>`", ValueError, r"data\.jsonl:1: the answer must end in '#### <number>' \(the GSM8K final answer grading reads\)", _gsm8k_file('{"question": "q", "answer": "2 + 2 = 4"}\n')),
     Case("data-empty", DATA, "an empty file", ValueError, r"data\.jsonl: no GSM8K rows \(the split is empty\)", _gsm8k_file("")),
     Case("data-bundled-split", "`load_gsm8k('bundled', split)`", "`split='validation'`", ValueError, r"split must be one of \['test', 'train'\], got 'validation'", _bundled("validation")),
     Case("data-max-samples", "`load_gsm8k(..., max_samples=...)`", "`max_samples=0`", ValueError, r"max_samples must be None or an integer >= 1, got 0", _bundled("test", max_samples=0)),
@@ -327,6 +450,7 @@ CLI_CASES: list[CliCase] = [
     CliCase("cli-finetune-optim-typo", FT, "`--optim superpositional_adamx`", EXIT2, r"argument --optim: invalid choice: 'superpositional_adamx'", (FT, *TINY_CONFIG, "--optim", "superpositional_adamx")),
     CliCase("cli-finetune-optim-args", FT, "`--optim_args bogus=1` (checked while parsing, before any data is loaded)", EXIT2, rf"TrainingArguments: optim_args: unknown key 'bogus'.*{VALID_KEYS}", (FT, *TINY_CONFIG, "--optim_args", "bogus=1")),
     CliCase("cli-finetune-optim-args-negative", FT, "`--optim_args quantum_weight=-1`", EXIT2, r"TrainingArguments: quantum_weight must be a non-negative float \(allowed range: quantum_weight >= 0\)", (FT, *TINY_CONFIG, "--optim_args", "quantum_weight=-1")),
+    CliCase("cli-finetune-foreign-optim-args", FT, "`--optim adamw_torch` while the config keeps `optim_args: quantum_weight=0.1,n_qubits=4`", EXIT2, r"TrainingArguments: optim_args='quantum_weight=0.1,n_qubits=4' would be silently ignored: optim='adamw_torch' does not take quantum_weight, n_qubits", (FT, *TINY_CONFIG, "--optim", "adamw_torch")),
     CliCase("cli-finetune-moment-mode", FT, "`--optim quantum_moment_adamw --optim_args mode=update`", EXIT2, r"TrainingArguments: optim='quantum_moment_adamw' always uses mode='moment', but mode='update' was given", (FT, *TINY_CONFIG, "--optim", "quantum_moment_adamw", "--optim_args", "mode=update")),
     CliCase("cli-evaluate-missing-model", EV, "`--model_path` a folder that does not exist", EXIT2, r"`model_path` '.*nomodel' not found \(neither a local folder nor a Hub id\)", (EV, "--model_path", "{tmp}/nomodel", "--dataset_name", "bundled"), shown="exit 2: ``model_path` '<tmp>/nomodel' not found (neither a local folder nor a Hub id)`"),
     CliCase("cli-evaluate-missing-hub-shaped", EV, "`--model_path outputs/nomodel` (missing, shaped like a Hub id; offline)", EXIT2, r"`model_path` 'outputs/nomodel' not found \(neither a local folder nor a Hub id: ", (EV, "--model_path", "outputs/nomodel", "--dataset_name", "bundled"), shown="exit 2: ``model_path` 'outputs/nomodel' not found (neither a local folder nor a Hub id: <the loader's first line>)`"),
@@ -338,6 +462,7 @@ CLI_CASES: list[CliCase] = [
     CliCase("cli-tiny-unknown-flag", TINY, "`--bogus_flag 2`", EXIT2, r"unrecognized arguments: --bogus_flag 2; run with --help to list the flags", (TINY, "--bogus_flag", "2")),
     CliCase("cli-tiny-abbreviated-flag", TINY, "`--max_step 2` (abbreviation of `--max_steps`)", EXIT2, r"unrecognized arguments: --max_step 2 \(--max_step is not accepted as an abbreviation of --max_steps\)", (TINY, "--max_step", "2")),
     CliCase("cli-tiny-bad-arm", TINY, "`--arms adamw_torch,superpositional_adamw:bogus=1` (checked before any arm trains)", EXIT2, rf"--arms entry 'superpositional_adamw:bogus=1': TrainingArguments: optim_args: unknown key 'bogus'.*{VALID_KEYS}", (TINY, "--max_steps", "1", "--arms", "adamw_torch,superpositional_adamw:bogus=1", "--output_dir", "{tmp}/tiny")),
+    CliCase("cli-tiny-existing-results", TINY, "`--output_dir` a folder holding an earlier run's results", EXIT2, r"DemoArguments: --output_dir .*/earlier already holds results \(results.json, ...\); pass --overwrite_output_dir", (TINY, "--output_dir", "{tmp}/earlier"), shown="exit 2: `DemoArguments: --output_dir <folder> already holds results (results.json, ...); pass --overwrite_output_dir to replace them, or choose another folder.`"),
     CliCase("cli-tiny-bad-arm-name", TINY, "`--arms adamw_torch,adamx`", EXIT2, r"--arms entry 'adamx': adamx is not a valid OptimizerNames, please select one of \[", (TINY, "--arms", "adamw_torch,adamx", "--output_dir", "{tmp}/tiny"), shown="exit 2: `--arms entry 'adamx': adamx is not a valid OptimizerNames, please select one of [...]`"),
     CliCase("cli-tc-bad-arm", TC, "`--arms adamw bogus`", EXIT2, r"TextClassificationArguments: --arms must be a non-empty list from \['adamw', 'quantum_moment_adamw', 'sgd_lambda_0.1', 'sgd_lambda_0.5'\]", (TC, "--arms", "adamw", "bogus")),
     CliCase("cli-tc-no-baseline", TC, "`--arms sgd_lambda_0.5`", EXIT2, r"TextClassificationArguments: --arms must include the baseline 'adamw'", (TC, "--arms", "sgd_lambda_0.5")),
@@ -369,6 +494,8 @@ def cli_results(tmp_path_factory):
     )
     (tmp / "malformed.jsonl").write_text("not json\n")
     (tmp / "typo.yaml").write_text("num_epoch: 3\n")
+    (tmp / "earlier").mkdir()
+    (tmp / "earlier" / "results.json").write_text("{}")
     cases = {
         c.id: {"script": c.argv[0], "argv": [a.replace("{tmp}", str(tmp)) for a in c.argv[1:]]}
         for c in CLI_CASES
@@ -417,6 +544,17 @@ EXTERNAL_ROWS = [
     (CKPT, "circuit tensors missing from the weights", "CheckpointError: `<folder>/config.json describes quantum attention (...) but <folder>/model.safetensors holds no quantum_circuit parameters ...`", "integrations/test_checkpoint.py::test_damaged_checkpoint_is_rejected[circuits_missing_from_weights]"),
     (CKPT, "model patched with `n_qubits=3`, checkpoint has 2", "CheckpointError: `<folder>/config.json: the checkpoint's quantum attention config does not match the model being trained (n_qubits: checkpoint 2, model 3)`", "integrations/test_checkpoint.py::test_trainer_refuses_a_checkpoint_with_another_quantum_config"),
     (CKPT, "resuming with `optim_args='quantum_weight=0.1'`, saved with 0.5", "CheckpointError: `<folder>/optimizer.pt: param group 0 was saved with quantum_weight=0.5 but this run asks for quantum_weight=0.1; ...`", "integrations/test_checkpoint.py::test_trainer_refuses_to_resume_with_another_quantum_weight"),
+    (CKPT, "`model.safetensors` changed after it was written, size unchanged (a flipped bit)", "CheckpointError: `<folder>/model.safetensors: its SHA-256 (...) differs from the one recorded in checksums.sha256 when the checkpoint was written ...`", "integrations/test_checkpoint.py::test_damaged_checkpoint_is_rejected[weights_bit_flip]"),
+    (CKPT, "NaN in a saved weight", "CheckpointError: `<folder>: holds NaN/inf weights (model.safetensors:...): the run had diverged when this checkpoint was written. ...`", "integrations/test_checkpoint.py::test_damaged_checkpoint_is_rejected[nan_weights]"),
+    (CKPT, "inf in the saved Adam moments", "CheckpointError: `<folder>/optimizer.pt: holds NaN/inf optimizer state (state[0].exp_avg): ...`", "integrations/test_checkpoint.py::test_damaged_checkpoint_is_rejected[nan_optimizer_state]"),
+    (CKPT, "a saved model folder, not a checkpoint", "CheckpointError: `<folder>: not a Trainer checkpoint (no trainer_state.json, optimizer.pt or scheduler.pt): ... load it with hf_superpositional.load_trained_model(folder) and start a new run`", "integrations/test_checkpoint.py::test_damaged_checkpoint_is_rejected[not_a_checkpoint]"),
+    ("`SuperpositionalTrainer.train()`", "a NaN loss at step 3", "NonFiniteTrainingError: `training step 3: non-finite loss and gradient norm (nan). The optimizer step was not taken ... SuperpositionalTrainer(on_nonfinite='skip') skips such steps instead.`", "integrations/test_trainer.py::test_non_finite_loss_stops_training_naming_the_step_before_the_optimizer_step"),
+    ("`SuperpositionalTrainer(..., on_nonfinite='skip').train()`", "a NaN loss at step 3", "no exception: warning `training step 3: non-finite loss ...; step skipped (1 so far)`, weights and moments untouched, `nonfinite_steps_skipped` in the logs", "integrations/test_trainer.py::test_skip_policy_leaves_weights_and_moments_untouched_warns_and_counts"),
+    ("`SuperpositionalTrainer(args=TrainingArguments(fp16=True))`", "`fp16=True` on a CPU", "UserWarning (once): `fp16=True has no effect on this CPU run: ... the model trains in float32. Use bf16=True ...`; `trainer.effective_mixed_precision == 'no'`", "integrations/test_trainer.py::test_fp16_on_cpu_warns_that_it_trains_in_float32"),
+    ("`SuperpositionalTrainer.train()` (saving a checkpoint)", "the disk fills while `checkpoint-2` is written (torch's `unexpected pos`)", "CheckpointError: `<run>/checkpoint-2: could not be written (the disk is full: ...). The incomplete folder was removed ...`", "integrations/test_trainer.py::test_a_checkpoint_that_fails_to_write_is_removed_with_a_clear_error"),
+    (QAC, "`n_qubits=16, depth=2` (costly circuit)", "UserWarning: `QuantumAttentionConfig(n_qubits=16, depth=2): every forward pass simulates the circuit at 65 points per patched layer, about 1.4e+08 operations ...: training will be slow.`", "attention/test_config.py::test_a_costly_circuit_warns_with_its_size"),
+    ("`recipes/gsm8k_finetune.py`, `recipes/gsm8k_evaluate.py`", "`--max_length` above the model's `max_position_embeddings`", "UserWarning: `max_length=160 exceeds the model's max_position_embeddings=128: positions past 128 were never trained ...`", "tasks/gsm8k/test_model.py::test_a_context_longer_than_the_models_positions_warns"),
+    ("`hf_superpositional.load_trained_model(path)`", "a quantum model after `unregister_quantum_attention()`", "ValueError: `... not supported ... -- the quantum attention is not registered in this process: `import hf_superpositional` registers it ...`", "integrations/test_hub.py::test_a_quantum_model_loaded_after_the_registration_was_undone_names_the_import"),
     ("`SuperpositionalAdamW.step()`", "inf / NaN gradient", "no exception, as `torch.optim.AdamW` (SPEC 1.9): the AMP grad scaler skips such steps", "test_mixed_precision.py::test_grad_scaler_skips_an_overflowing_step_without_touching_the_optimizer"),
 ]
 # fmt: on

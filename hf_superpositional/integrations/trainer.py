@@ -404,6 +404,11 @@ class SuperpositionalTrainer(Trainer):
 
     def _guard_nonfinite_step(self) -> None:
         """Before the optimizer step: raise, or skip the step, on a NaN/inf loss or gradient norm."""
+        if getattr(self.accelerator, "scaler", None) is not None:
+            # fp16 AMP: the grad scaler skips steps whose gradients overflow (a NaN/inf loss gives such
+            # gradients) and lowers its scale; that handling is its own.
+            self._step_loss_finite, self._last_grad_norm = True, None
+            return
         loss_finite = self._step_loss_finite
         if self.args.world_size > 1:  # every rank must take the same decision
             flag = torch.tensor([0.0 if loss_finite else 1.0], device=self.args.device)
@@ -413,8 +418,6 @@ class SuperpositionalTrainer(Trainer):
             grads = [p.grad for p in self.model.parameters() if p.grad is not None]
             grad_norm = torch.nn.utils.get_total_norm(grads) if grads else None
         grad_finite = grad_norm is None or bool(torch.isfinite(torch.as_tensor(grad_norm)).all())
-        if getattr(self.accelerator, "scaler", None) is not None:
-            grad_finite = True  # fp16 AMP: the grad scaler skips overflowing steps itself
         self._step_loss_finite, self._last_grad_norm = True, None
         if loss_finite and grad_finite:
             return

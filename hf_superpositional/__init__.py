@@ -9,11 +9,15 @@ Importing the package registers, idempotently:
   matching mask functions, and the loading hooks that restore quantum attention on ``from_pretrained``;
 - PEFT hooks: a LoRA adapter over a quantum-attention base saves its quantum configuration beside it, whoever
   saves it (``Trainer``, TRL's ``SFTTrainer``, ``save_pretrained``), and ``PeftModel`` /
-  ``AutoPeftModelForCausalLM.from_pretrained`` patch the base with it before the adapter loads.
+  ``AutoPeftModelForCausalLM.from_pretrained`` patch the base with it before the adapter loads;
+- custom-code saving: saving a quantum-attention model also writes ``modeling_quantum_attention.py`` and the
+  ``auto_map`` of ``config.json``, so ``from_pretrained(path, trust_remote_code=True)`` loads it in a process
+  that never imported the package (lm-evaluation-harness, plain scripts, Hub users).
 
 Each registration is one explicit call at the end of this file and has a public undo
 (``unregister_superpositional_optimizers``, ``unregister_quantum_attention``, ``uninstall_loading_hooks``,
-``uninstall_peft_hooks``), which gives transformers and peft back as they shipped.
+``uninstall_peft_hooks``, ``uninstall_remote_code_saving``), which gives transformers and peft back as they
+shipped.
 
 Example:
     >>> import hf_superpositional
@@ -49,6 +53,7 @@ from .integrations import (
     unregister_superpositional_optimizers,
     validate_checkpoint,
 )
+from .integrations.remote_code import install_remote_code_saving, uninstall_remote_code_saving
 from .naming import QUANTUM_CONFIG_KEY, QUANTUM_MODULE_NAME, is_quantum_parameter_name
 from .optim import SuperpositionalAdamW
 from .optim.args import VALID_OPTIM_ARG_KEYS, format_optim_args, parse_optim_args
@@ -78,8 +83,10 @@ __all__ = [
     "circuit_kernel",
     "install_loading_hooks",
     "install_peft_hooks",
+    "install_remote_code_saving",
     "uninstall_loading_hooks",
     "uninstall_peft_hooks",
+    "uninstall_remote_code_saving",
     "unregister_quantum_attention",
     "fourier_coefficients",
     "last_complete_checkpoint",
@@ -126,3 +133,4 @@ register_superpositional_optimizers(on_missing="warn")
 register_quantum_attention()
 install_loading_hooks()
 install_peft_hooks()
+install_remote_code_saving()

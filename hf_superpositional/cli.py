@@ -94,6 +94,7 @@ def parse_args_and_config(
     prog: str | None = None,
     ignored_config_types: Sequence[type] = (),
     default_config: str | Path | None = None,
+    shared_fields: Sequence[str] = (),
 ) -> tuple[Any, ...]:
     """Parse ``dataclass_types`` from ``--config file.yaml`` and the command line (which wins).
 
@@ -111,6 +112,9 @@ def parse_args_and_config(
         ignored_config_types: dataclasses whose fields may appear in the YAML file and are skipped (so an
             evaluation script can read the training YAML); other unknown keys are still errors.
         default_config: YAML file read when ``--config`` is not given (``None``: none).
+        shared_fields: field names that several of the dataclasses have and that mean the same thing there
+            (e.g. ``max_length`` of ``DataArguments`` and TRL's ``SFTConfig``): one flag / key fills all of
+            them, with the default of the last dataclass that has it. Any other repeated name is an error.
 
     Returns:
         One instance per dataclass, in order.
@@ -131,7 +135,17 @@ def parse_args_and_config(
     """
     from transformers import HfArgumentParser, TrainingArguments
 
-    parser = HfArgumentParser(list(dataclass_types), prog=prog, allow_abbrev=False)
+    owners: dict[str, list[str]] = {}
+    for dtype in dataclass_types:
+        for f in dataclasses.fields(dtype):
+            if f.init:
+                owners.setdefault(f.name, []).append(dtype.__name__)
+    clashes = {name: types for name, types in owners.items() if len(types) > 1 and name not in shared_fields}
+    if clashes:
+        raise ValueError(f"fields defined by several dataclasses: {clashes}; pass them as shared_fields")
+    # With shared fields, argparse keeps the last dataclass's flag for the name; every dataclass reads its value.
+    conflicts = {"conflict_handler": "resolve"} if shared_fields else {}
+    parser = HfArgumentParser(list(dataclass_types), prog=prog, allow_abbrev=False, **conflicts)
     _one_line_errors(parser)
     parser.add_argument(
         "--config",

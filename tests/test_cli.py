@@ -139,3 +139,33 @@ def test_optim_args_are_checked_while_parsing(tmp_path, optim, optim_args, messa
     argv = [*TINY, "--output_dir", str(tmp_path), "--optim", optim, "--optim_args", optim_args]
     with pytest.raises(ArgumentsError, match=message):
         parse_args_and_config(TYPES, argv)
+
+
+def test_a_shared_field_fills_every_dataclass_that_has_it_and_other_clashes_are_refused(tmp_path):
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Data:
+        max_length: int = 2048
+        max_train_samples: int = 10
+
+    @dataclasses.dataclass
+    class Trainer:
+        max_length: int = 1024
+        max_train_samples: int = 5
+
+    with pytest.raises(ValueError, match="max_train_samples"):
+        parse_args_and_config([Data, Trainer], [], shared_fields=("max_length",))
+
+    @dataclasses.dataclass
+    class Sft:
+        max_length: int = 1024
+
+    data, sft = parse_args_and_config([Data, Sft], ["--max_length", "300"], shared_fields=("max_length",))
+    assert data.max_length == sft.max_length == 300
+    config = tmp_path / "c.yaml"
+    config.write_text("max_length: 128\n")
+    data, sft = parse_args_and_config([Data, Sft], ["--config", str(config)], shared_fields=("max_length",))
+    assert data.max_length == sft.max_length == 128
+    data, sft = parse_args_and_config([Data, Sft], [], shared_fields=("max_length",))
+    assert data.max_length == sft.max_length == 1024  # the last dataclass's default

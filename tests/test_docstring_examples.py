@@ -25,8 +25,14 @@ def test_every_module_is_listed_and_examples_are_found():
     assert examples > 0
 
 
+# Modules of optional integrations: skipped where their library is not installed.
+OPTIONAL_DEPENDENCY = {"hf_superpositional.integrations.trl": "trl"}
+
+
 @pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples_run(name):
+    if name in OPTIONAL_DEPENDENCY:
+        pytest.importorskip(OPTIONAL_DEPENDENCY[name])
     module = importlib.import_module(name)
     flags = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
     result = doctest.testmod(module, optionflags=flags, report=True, verbose=False)

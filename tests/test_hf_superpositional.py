@@ -23,7 +23,8 @@ PUBLIC = {
     "GSM8KAccuracy", "gsm8k_compute_metrics", "GSM8K_ACCURACY_DIR", "build_circuit",  # loaded on first use
     # the undo of every import-time registration, and loading back what was trained
     "unregister_quantum_attention", "install_loading_hooks", "uninstall_loading_hooks", "load_trained_model",
-    "circuit_kernel", "install_peft_hooks", "uninstall_peft_hooks",
+    "circuit_kernel", "install_peft_hooks", "uninstall_peft_hooks", "install_remote_code_saving",
+    "uninstall_remote_code_saving",
 }  # fmt: skip
 
 
@@ -37,7 +38,7 @@ def test_public_names_are_exported_and_resolve():
 # changed them and that the undos restore every entry, object for object.
 UNDO_CHECK = """
 import transformers
-from transformers import AttentionInterface, PreTrainedModel
+from transformers import AttentionInterface, PreTrainedConfig, PreTrainedModel
 from transformers.masking_utils import AttentionMaskInterface
 import transformers.trainer as trainer_module
 import transformers.trainer_optimizer as trainer_optimizer
@@ -59,6 +60,7 @@ def snapshot():
         "peft_save": PeftModel.__dict__["save_pretrained"],
         "peft_load": PeftModel.__dict__["from_pretrained"],
         "auto_peft_load": auto_peft.__dict__["from_pretrained"],
+        "config_save": PreTrainedConfig.__dict__["save_pretrained"],
         "optim_names": list(OptimizerNames.__members__),
         "handlers": dict(trainer_optimizer._OPTIMIZER_HANDLERS),
         "parse_optim_args": trainer_module._parse_optim_args,
@@ -73,21 +75,23 @@ hf_superpositional.unregister_superpositional_optimizers()
 hf_superpositional.unregister_quantum_attention()
 hf_superpositional.uninstall_loading_hooks()
 hf_superpositional.uninstall_peft_hooks()
+hf_superpositional.uninstall_remote_code_saving()
 undone = snapshot()
 differences = {k for k in shipped if undone[k] != shipped[k]}
 assert not differences, differences
 assert all(undone["attention"][k] is v for k, v in shipped["attention"].items())
-for key in ("from_pretrained", "auto_from_pretrained", "peft_load", "auto_peft_load", "peft_save"):  # the very objects shipped
+for key in ("from_pretrained", "auto_from_pretrained", "peft_load", "auto_peft_load", "peft_save", "config_save"):  # the very objects shipped
     assert undone[key] is shipped[key], key
 
 hf_superpositional.register_superpositional_optimizers()
 hf_superpositional.register_quantum_attention()
 hf_superpositional.install_loading_hooks()
 hf_superpositional.install_peft_hooks()
+hf_superpositional.install_remote_code_saving()
 again = snapshot()
 for key in ("attention", "masks", "optim_names", "handlers"):  # the same entries as the first time
     assert again[key] == registered[key], key
-for key in ("post_init", "initialize_weights", "parse_optim_args", "peft_save"):  # wrapped again (new wrappers)
+for key in ("post_init", "initialize_weights", "parse_optim_args", "peft_save", "config_save"):  # wrapped again (new wrappers)
     assert again[key] is not shipped[key] and again[key].__wrapped__ is shipped[key], key
 for key in ("from_pretrained", "auto_from_pretrained", "peft_load", "auto_peft_load"):  # classmethods: the function inside is wrapped
     assert again[key] is not shipped[key] and again[key].__func__.__wrapped__ is shipped[key].__func__, key
@@ -104,9 +108,10 @@ def test_every_import_time_registration_has_a_public_undo():
 
 def test_import_makes_its_registrations_explicitly_one_line_each():
     lines = (REPO / "hf_superpositional" / "__init__.py").read_text().strip().splitlines()
-    assert lines[-4:] == [
+    assert lines[-5:] == [
         'register_superpositional_optimizers(on_missing="warn")',
         "register_quantum_attention()",
         "install_loading_hooks()",
         "install_peft_hooks()",
+        "install_remote_code_saving()",
     ]

@@ -12,6 +12,7 @@ with and without importing the package (:func:`training_details`, :func:`render_
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -40,10 +41,10 @@ CARD_END = "<!-- hf_superpositional:end -->"
 """Markers around this package's section of a model card, so rewriting it replaces rather than repeats it."""
 
 _PAPER = "Superpositional Gradient Descent: Harnessing Quantum Principles for Model Training (IEEE QAI 2025)"
-# The sentence transformers' card writes for a model whose config has an empty `_name_or_path` (one built from a
-# config, never loaded): it would call a model trained from scratch a fine-tune of nothing.
-_EMPTY_FINETUNE_SENTENCE = "This model is a fine-tuned version of [](https://huggingface.co/) on "
-_FROM_SCRATCH_SENTENCE = "This model was trained from scratch on "
+# What transformers' card (empty name) and TRL's (None) write for a model built from a config, never loaded: they
+# would call a model trained from scratch a fine-tune of nothing.
+_EMPTY_FINETUNE = re.compile(r"This model is a fine-tuned version of \[(?:None)?\]\(https://huggingface\.co/(?:None)?\)")
+_FROM_SCRATCH = "This model was trained from scratch"
 # Config fields shown for a model trained from scratch (those the architecture has).
 _CONFIG_FIELDS = (
     "model_type",
@@ -328,7 +329,7 @@ def update_model_card(
     elif data.get("base_model") is not None:
         data.base_model = None  # not a Hub repository: the Hub would reject the card
     if is_hub_id(info.dataset):
-        datasets = list(data.datasets or [])
+        datasets = [data.datasets] if isinstance(data.datasets, str) else list(data.datasets or [])  # TRL: a str
         if info.dataset not in datasets:
             datasets.append(info.dataset)
         data.datasets = datasets
@@ -356,7 +357,7 @@ def update_model_card(
         else:
             text = "\n".join(lines[: heading + 1] + ["", section, ""] + lines[heading + 1 :])
     if (details.get("model") or {}).get("from_scratch"):
-        text = text.replace(_EMPTY_FINETUNE_SENTENCE, _FROM_SCRATCH_SENTENCE)
+        text = _EMPTY_FINETUNE.sub(_FROM_SCRATCH, text)
     card.text = text
     path.parent.mkdir(parents=True, exist_ok=True)
     card.save(path)

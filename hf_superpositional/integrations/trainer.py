@@ -31,6 +31,7 @@ stock Trainer's. With ``optim`` not ours it is the stock Trainer plus the circui
 from __future__ import annotations
 
 import errno
+import inspect
 import logging
 import shutil
 import warnings
@@ -471,9 +472,19 @@ class SuperpositionalTrainer(Trainer):
         Tags: ``hf_superpositional`` always, ``superpositional-gradient-descent`` when SuperpositionalAdamW
         trains, ``quantum-attention`` when the model has circuit parameters. From ``model_card_info``: the base
         model and dataset (as card metadata when they are Hub ids). Then the section of
-        :func:`~hf_superpositional.integrations.model_card.render_model_card_section`.
+        :func:`~hf_superpositional.integrations.model_card.render_model_card_section`. Combined with a TRL
+        trainer (:class:`~hf_superpositional.integrations.trl.SuperpositionalSFTTrainer`), TRL's own card is
+        the base (its ``create_model_card(model_name, dataset_name, tags)``).
         """
         info = self.model_card_info or ModelCardInfo()
+        merged = [tags] if isinstance(tags, str) else list(tags or [])
+        merged += [tag for tag in self._model_tags() if tag not in merged]
+        if "language" not in inspect.signature(super().create_model_card).parameters:  # TRL's trainers
+            dataset_name = info.dataset if is_hub_id(info.dataset) else None
+            model_name = kwargs.get("model_name") or Path(self.args.output_dir).name
+            super().create_model_card(model_name=model_name, dataset_name=dataset_name, tags=merged)
+            self._add_model_card_section(info)
+            return
         # Only Hub ids go into the Trainer's metadata: the Hub rejects a `base_model` that is no repo.
         if is_hub_id(info.base_model):
             kwargs.setdefault("finetuned_from", info.base_model)
@@ -482,9 +493,10 @@ class SuperpositionalTrainer(Trainer):
             kwargs["dataset"] = info.dataset
             if info.dataset_config:
                 kwargs.setdefault("dataset_args", info.dataset_config)
-        merged = [tags] if isinstance(tags, str) else list(tags or [])
-        merged += [tag for tag in self._model_tags() if tag not in merged]
         super().create_model_card(language=language, license=license, tags=merged, **kwargs)
+        self._add_model_card_section(info)
+
+    def _add_model_card_section(self, info: ModelCardInfo) -> None:
         if not self.is_world_process_zero():
             return
         repo_id = getattr(self, "hub_model_id", None) or self.args.hub_model_id

@@ -12,6 +12,7 @@ are dropped. A recipe that drew from an RNG it did not seed, or depended on hash
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import subprocess
@@ -28,9 +29,13 @@ RECIPES = [
     "gsm8k_compare",
     "compare_optimizers_tiny",
     "text_classification",
+    pytest.param(
+        "gsm8k_sft_trl",
+        marks=pytest.mark.skipif(importlib.util.find_spec("trl") is None, reason="trl is not installed"),
+    ),
 ]
 BYTE_EQUAL = (".safetensors", ".jsonl")
-WRITES_WEIGHTS = ("gsm8k_finetune", "gsm8k_compare")
+WRITES_WEIGHTS = ("gsm8k_finetune", "gsm8k_compare", "gsm8k_sft_trl")
 # Keys whose values are wall-clock measurements, locations or environment descriptions, not results.
 VOLATILE_KEY = re.compile(
     r"runtime|per_second|seconds|time|date|output_dir|path|_file$|cpu|wall|platform|version|verdict", re.I

@@ -184,8 +184,12 @@ def test_push_to_hub_uploads_a_folder_that_reloads_with_quantum_attention(tmp_pa
         and "| class | `SuperpositionalAdamW` |" in text
     )
     assert "| n_qubits | `4` |" in text and "| depth | `2` |" in text and "| gate_init | `1` |" in text
-    assert "- **Base model:** `llama built from a config (random init)`" in text
+    # a model built from a config: carded as trained from scratch, never "a fine-tuned version of []"
+    assert "- **Model:** a `LlamaForCausalLM` trained from scratch" in text and "fine-tuned version" not in text
+    assert "| hidden_size | `64` |" in text and "| num_hidden_layers | `2` |" in text
     assert 'from_pretrained("user/gsm8k-tiny")' in text
+    assert 'from_pretrained("user/gsm8k-tiny", trust_remote_code=True)' in text
+    assert "modeling_quantum_attention.py" in upload["files"]  # the custom code travels with the weights
 
     # What a user downloads loads back with quantum attention and computes the trained model's logits.
     reloaded = load_trained_model(pushed)

@@ -29,7 +29,17 @@ TINY_GSM8K = ["--config", "recipes/configs/gsm8k_tiny_offline.yaml", "--max_trai
 
 
 def recipes(out: Path) -> dict[str, tuple[str, list[str]]]:
-    """Recipe name -> (script, argv): every recipe, each as small as its options allow."""
+    """Recipe name -> (script, argv): every recipe, each as small as its options allow (the TRL one when trl
+    is installed)."""
+    import importlib.util
+
+    trl = {}
+    if importlib.util.find_spec("trl") is not None:
+        trl["gsm8k_sft_trl"] = (
+            "recipes/gsm8k_sft_trl.py",
+            ["--config", "recipes/configs/gsm8k_sft_trl_tiny.yaml", *TINY_GSM8K[2:],
+             "--output_dir", str(out / "gsm8k_sft_trl")],
+        )  # fmt: skip
     return {
         "gsm8k_finetune": (
             "recipes/gsm8k_finetune.py",
@@ -104,7 +114,7 @@ def recipes(out: Path) -> dict[str, tuple[str, list[str]]]:
                 "1",
             ],
         ),  # fmt: skip
-    }
+    } | trl
 
 
 def scramble(seed: int) -> None:

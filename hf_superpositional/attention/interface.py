@@ -4,8 +4,12 @@
 
 Two implementations, registered by :func:`register_quantum_attention` (called when the package is imported):
 
-- ``"quantum"``: :func:`quantum_attention_forward`, transformers' eager attention with the circuit term added
-  to the logits in float32. Any device, dropout, ``output_attentions``, GQA; the reference and the CPU path.
+- ``"quantum"``: :func:`quantum_attention_forward`. On CPU (float32, float64, bfloat16; causal, key-padded or
+  unmasked; GQA) it runs the fused flash-style kernel
+  (:func:`~hf_superpositional.quantum.kernels.flash_attention.circuit_flash_attention`: the circuit term
+  inside an online softmax, no ``[B, H, L, L]`` tensor, memory linear in the sequence length). Everywhere
+  else -- other devices and dtypes, other masks, dropout in training, ``output_attentions``, every gate 0 --
+  the dense reference: transformers' eager attention with the circuit term added to the logits in float32.
 - ``"quantum_flex"``: :func:`quantum_flex_attention_forward`, the same maths as a FlexAttention ``score_mod``
   (fused, never materialises the ``[B, H, L, L]`` logits). Training needs CUDA: torch 2.13 has no
   FlexAttention backward on CPU.
@@ -36,6 +40,8 @@ from transformers.masking_utils import (
 )
 
 from ..naming import QUANTUM_ATTENTION, QUANTUM_CONFIG_KEY, QUANTUM_FLEX_ATTENTION, QUANTUM_MODULE_NAME
+from ..quantum.kernels.flash_attention import FLASH_DTYPES, circuit_flash_attention, flash_attention_enabled
+from ..quantum.kernels.flash_attention import flash_attention_runs_on
 from ..quantum.kernels.flex import circuit_score_mod
 from ..quantum.kernels.flex_gradient import FlexScoreMask, flex_circuit_gradient
 from ..quantum.masks import apply_attention_mask, causal_mask_mod
@@ -52,22 +58,24 @@ __all__ = [
     "unregister_quantum_attention",
 ]
 
-# Set on a BlockMask built by quantum_flex_attention_mask when it is the causal mask, with or without key
-# padding (no offsets): the FlexScoreMask describing it, so that the circuit-gradient pass can use its fused
-# kernel instead of evaluating the BlockMask's mask_mod.
+# Set on a mask built by quantum_flex_attention_mask (a BlockMask) or quantum_attention_mask (a boolean
+# tensor) when it is the causal mask, with or without key padding (no offsets): the FlexScoreMask describing
+# it, so that the fused kernels (the flex circuit-gradient pass, the CPU flash kernel) apply it from the key
+# padding instead of evaluating the BlockMask's mask_mod or reading the [B, 1, L, L] tensor.
 _KEPT_SCORES_MARK = "_hf_superpositional_kept_scores"
 
 
-def kept_scores(block_mask) -> FlexScoreMask | None:
+def kept_scores(mask) -> FlexScoreMask | None:
     """The :class:`~hf_superpositional.quantum.kernels.flex_gradient.FlexScoreMask` that
-    :func:`quantum_flex_attention_mask` recorded on ``block_mask`` (causal, with or without key padding), or
-    ``None`` for any other block mask (whose ``mask_mod`` the gradient pass then evaluates).
+    :func:`quantum_flex_attention_mask` or :func:`quantum_attention_mask` recorded on ``mask`` (causal, with
+    or without key padding), or ``None`` for any other mask (which the dense path or the flex gradient
+    pass's ``mask_mod`` evaluation then applies).
 
     Example:
         >>> kept_scores(object()) is None
         True
     """
-    return getattr(block_mask, _KEPT_SCORES_MARK, None)
+    return getattr(mask, _KEPT_SCORES_MARK, None)
 
 
 def _resolve_is_causal(module: nn.Module, q_len: int, attention_mask, is_causal: bool | None) -> bool:
@@ -88,6 +96,47 @@ def _refuse_unpatched(module: nn.Module) -> None:
             "attn_implementation='quantum' on a model without quantum-attention circuits: patch it first with "
             "hf_superpositional.apply_quantum_attention(model, QuantumAttentionConfig(...))."
         )
+
+
+def _fused_cpu_attention(module, query, key, value, attention_mask, scaling, dropout, is_causal, kwargs):
+    """The output of the fused CPU kernel (``circuit_flash_attention``) where it applies, else ``None``.
+
+    It applies on a CPU with the C++ kernel built, for float32/float64/bfloat16 attention of a module with a
+    circuit whose gate is not all zero, with no dropout in training, no attention weights asked for, and a
+    mask it can read: ``None`` (causal by SDPA's rule) or one :func:`quantum_attention_mask` marked as causal,
+    with or without key padding. With every gate exactly 0 the circuit adds nothing and the dense path runs,
+    so that a freshly patched model computes bit for bit what eager attention computed.
+    """
+    circuit = getattr(module, QUANTUM_MODULE_NAME, None)
+    if circuit is None or not flash_attention_enabled() or not flash_attention_runs_on(query.device):
+        return None
+    if query.dtype not in FLASH_DTYPES or key.dtype != query.dtype or value.dtype != query.dtype:
+        return None
+    if (dropout > 0 and module.training) or kwargs.get("output_attentions"):
+        return None
+    if getattr(getattr(module, "config", None), "output_attentions", False):
+        return None
+    key_padding = None
+    if attention_mask is None:
+        causal = _resolve_is_causal(module, query.shape[2], attention_mask, is_causal)
+    else:
+        kept = kept_scores(attention_mask) if isinstance(attention_mask, torch.Tensor) else None
+        if kept is None or not kept.fused or not kept.causal or attention_mask.dtype != torch.bool:
+            return None
+        causal, key_padding = True, kept.key_padding
+        if key_padding is not None:
+            if key_padding.shape[0] != query.shape[0] or key_padding.shape[-1] < key.shape[2]:
+                return None
+            key_padding = key_padding[:, : key.shape[2]]
+    gate = circuit.gate
+    if not bool(gate.detach().ne(0).any()):
+        return None
+    dtype = torch.float64 if query.dtype == torch.float64 else torch.float32
+    out = circuit_flash_attention(
+        query, key, value, circuit.coefficients(dtype), gate.to(dtype), omega=circuit.omega,
+        logit_scale=scaling, input_scale=circuit.input_scale(scaling), causal=causal, key_padding=key_padding,
+    )  # fmt: skip
+    return out.transpose(1, 2).contiguous()
 
 
 def quantum_attention_forward(
@@ -132,6 +181,9 @@ def quantum_attention_forward(
     """
     if scaling is None:
         scaling = query.shape[-1] ** -0.5
+    fused = _fused_cpu_attention(module, query, key, value, attention_mask, scaling, dropout, is_causal, kwargs)
+    if fused is not None:
+        return fused, None
     n_rep = getattr(module, "num_key_value_groups", 1)
     key_states = repeat_kv(key, n_rep)
     value_states = repeat_kv(value, n_rep)
@@ -308,14 +360,45 @@ def quantum_flex_attention_forward(
     return attn_output.transpose(1, 2).contiguous(), None
 
 
-def quantum_attention_mask(*args, **kwargs):
+def _causal_kept_scores(mask_function, q_offset, kv_offset, attention_mask, kv_length) -> FlexScoreMask | None:
+    """What a mask built from ``mask_function`` keeps when it is the plain causal mask (zero offsets), with or
+    without padded keys; ``None`` for any other mask."""
+    plain_causal = (
+        mask_function is causal_mask_function
+        and isinstance(q_offset, int) and q_offset == 0
+        and isinstance(kv_offset, int) and kv_offset == 0
+    )  # fmt: skip
+    if not plain_causal:
+        return None
+    padded = attention_mask is not None and not bool(attention_mask.all())
+    key_padding = prepare_padding_mask(attention_mask.to(torch.bool), kv_length, 0) if padded else None
+    return FlexScoreMask(causal=True, key_padding=key_padding)
+
+
+def quantum_attention_mask(
+    batch_size: int,
+    q_length: int,
+    kv_length: int,
+    q_offset=0,
+    kv_offset=0,
+    mask_function: Callable = causal_mask_function,
+    attention_mask: torch.Tensor | None = None,
+    **kwargs,
+):
     """Mask builder registered under ``"quantum"``: transformers' ``sdpa_mask`` (boolean, or ``None``).
 
     ``None`` comes back for an unpadded causal batch (and for a single decoding query);
     :func:`quantum_attention_forward` then applies the causal rule itself, exactly as SDPA's ``is_causal``.
-    Skipping the mask saves building an ``[B, 1, L, L]`` tensor on every forward.
+    Skipping the mask saves building an ``[B, 1, L, L]`` tensor on every forward. A boolean mask that is the
+    causal mask of a padded batch (causal mask function, zero offsets) is marked with its key padding
+    (:func:`kept_scores`), so that the fused CPU kernel can apply it without reading the ``[B, 1, L, L]``
+    tensor; any other mask runs the dense path.
     """
-    return sdpa_mask(*args, **kwargs)
+    mask = sdpa_mask(batch_size, q_length, kv_length, q_offset, kv_offset, mask_function, attention_mask, **kwargs)
+    kept = _causal_kept_scores(mask_function, q_offset, kv_offset, attention_mask, kv_length)
+    if mask is not None and mask.dtype == torch.bool and kept is not None:
+        setattr(mask, _KEPT_SCORES_MARK, kept)
+    return mask
 
 
 def quantum_flex_attention_mask(
@@ -337,15 +420,9 @@ def quantum_flex_attention_mask(
     block_mask = flex_attention_mask(
         batch_size, q_length, kv_length, q_offset, kv_offset, mask_function, attention_mask, device, **kwargs
     )
-    plain_causal = (
-        mask_function is causal_mask_function
-        and isinstance(q_offset, int) and q_offset == 0
-        and isinstance(kv_offset, int) and kv_offset == 0
-    )  # fmt: skip
-    if plain_causal:
-        padded = attention_mask is not None and not bool(attention_mask.all())
-        key_padding = prepare_padding_mask(attention_mask.to(torch.bool), kv_length, 0) if padded else None
-        setattr(block_mask, _KEPT_SCORES_MARK, FlexScoreMask(causal=True, key_padding=key_padding))
+    kept = _causal_kept_scores(mask_function, q_offset, kv_offset, attention_mask, kv_length)
+    if kept is not None:
+        setattr(block_mask, _KEPT_SCORES_MARK, kept)
     return block_mask
 
 

@@ -14,11 +14,14 @@ from hf_superpositional.attention.config import QuantumAttentionConfig
 from hf_superpositional.attention.interface import (
     QUANTUM_ATTENTION,
     QUANTUM_FLEX_ATTENTION,
+    kept_scores,
     quantum_attention_forward,
+    quantum_attention_mask,
     quantum_flex_attention_forward,
     register_quantum_attention,
 )
 from hf_superpositional.attention.patch import apply_quantum_attention
+from hf_superpositional.quantum.kernels.flash_attention import flash_attention, flash_attention_runs_on
 from tests.attention.attention_cases import random_qkv
 from tests.tiny_models import tiny_causal_lm, tiny_input_ids, tiny_llama
 
@@ -115,7 +118,8 @@ def test_registration_is_idempotent_and_registers_masks():
     ],
     ids=["default", "per_head", "amplitude_raw", "3q_d1_per_head_amplitude"],
 )
-def test_attention_function_matches_naive_qiskit_reference(overrides):
+@pytest.mark.parametrize("flash", [True, False], ids=["fused", "dense"])
+def test_attention_function_matches_naive_qiskit_reference(overrides, flash):
     cfg = QuantumAttentionConfig(gate_init=0.8, init_seed=3, **overrides)
     circuit = QuantumCircuitParameters(cfg, num_heads=2, layer_idx=1)
     if cfg.per_head:  # make the heads' gates differ so a head mix-up cannot pass
@@ -124,10 +128,13 @@ def test_attention_function_matches_naive_qiskit_reference(overrides):
     module = AttentionStub(circuit=circuit)
     q, k, v = random_qkv()
     scaling = q.shape[-1] ** -0.5
-    out, weights = quantum_attention_forward(module, q, k, v, None, scaling=scaling)
+    with flash_attention(flash):
+        out, weights = quantum_attention_forward(module, q, k, v, None, scaling=scaling)
     expected = naive_attention(q, k, v, scaling, circuit)
     np.testing.assert_allclose(out.detach().numpy(), expected, atol=2e-5, rtol=1e-5)
-    assert weights.shape == (1, 2, 4, 4)
+    # The fused kernel keeps no probabilities (as SDPA); the dense path returns them.
+    fused = flash and flash_attention_runs_on(q.device)
+    assert weights is None if fused else weights.shape == (1, 2, 4, 4)
     # The circuit term matters here: with gate 0 the outputs differ from the gated ones.
     with torch.no_grad():
         circuit.gate.zero_()
@@ -155,6 +162,7 @@ def test_attention_function_gqa_and_padding_mask_match_reference():
     torch.testing.assert_close(out_float, out, rtol=0, atol=0)
 
 
+@flash_attention(False)  # the dense path: its probabilities show which keys each query saw
 def test_none_mask_is_causal_for_prefill_and_full_for_one_query():
     circuit = QuantumCircuitParameters(QuantumAttentionConfig(gate_init=0.5), num_heads=2)
     module = AttentionStub(circuit=circuit)
@@ -262,6 +270,70 @@ def test_gqa_model_layer_matches_reference_attention():
     np.testing.assert_allclose(out.detach().numpy(), expected, atol=2e-5, rtol=1e-5)
 
 
+def padded_causal_mask(batch: int, length: int, pad: int) -> torch.Tensor:
+    """What the registered "quantum" mask builder gives a batch whose row 0 is left-padded by ``pad`` tokens."""
+    attention_mask = torch.ones(batch, length, dtype=torch.bool)  # create_causal_mask passes it as bool
+    attention_mask[0, :pad] = False
+    return quantum_attention_mask(batch_size=batch, q_length=length, kv_length=length, attention_mask=attention_mask)
+
+
+@pytest.mark.skipif(not flash_attention_runs_on(torch.device("cpu")), reason="the C++ kernel could not be built")
+def test_fused_kernel_runs_where_its_masks_apply_and_the_dense_path_elsewhere():
+    circuit = QuantumCircuitParameters(QuantumAttentionConfig(gate_init=0.7, per_head=True), num_heads=4)
+    module = AttentionStub(num_key_value_groups=2, circuit=circuit).eval()
+    q, k, v = random_qkv(batch=2, heads=4, kv_heads=2, length=70, head_dim=8)
+    marked = padded_causal_mask(2, 70, pad=20)
+    kept = kept_scores(marked)
+    assert kept.causal and torch.equal(kept.key_padding[0], torch.arange(70) >= 20) and kept.key_padding[1].all()
+    for mask in (None, marked):  # unpadded (causal by SDPA's rule) and padded, with GQA
+        fused, weights = quantum_attention_forward(module, q, k, v, mask, scaling=0.35)
+        assert weights is None
+        with flash_attention(False):
+            dense, dense_weights = quantum_attention_forward(module, q, k, v, mask, scaling=0.35)
+        assert dense_weights is not None
+        # Every row, the 20 padding queries of row 0 (which see no key: a uniform average) included.
+        torch.testing.assert_close(fused, dense, rtol=1e-5, atol=1e-5)
+    # A mask the builder did not mark (a user's 4-D mask), an additive float mask, attention weights asked
+    # for, dropout in training, every gate 0: the dense path, which returns the probabilities.
+    float_mask = torch.where(marked, 0.0, torch.finfo(torch.float32).min)
+    for mask, extra in ((marked.clone(), {}), (float_mask, {}), (None, {"output_attentions": True})):
+        assert quantum_attention_forward(module, q, k, v, mask, scaling=0.35, **extra)[1] is not None
+    module.train()
+    assert quantum_attention_forward(module, q, k, v, None, scaling=0.35, dropout=0.1)[1] is not None
+    module.eval()
+    with torch.no_grad():
+        circuit.gate.zero_()
+    assert quantum_attention_forward(module, q, k, v, None, scaling=0.35)[1] is not None
+
+
+@pytest.mark.skipif(not flash_attention_runs_on(torch.device("cpu")), reason="the C++ kernel could not be built")
+def test_tiny_llama_loss_and_gradients_with_the_fused_kernel_equal_the_dense_path():
+    # GQA, per-head circuits, a left-padded batch, 70 tokens (two query tiles): the loss and the gradient of
+    # every parameter -- the circuit angles and gates included -- as the dense reference path gives them.
+    def loss_and_grads(flash: bool):
+        model = tiny_llama(seed=10, num_key_value_heads=2)
+        model = apply_quantum_attention(model, gate_init=0.9, per_head=True).train()
+        ids = tiny_input_ids(batch=2, length=70, seed=10)
+        mask = torch.ones_like(ids)
+        mask[0, :9] = 0
+        with flash_attention(flash):
+            loss = model(ids, attention_mask=mask, labels=ids.masked_fill(mask == 0, -100)).loss
+            loss.backward()
+        return loss.detach(), {n: p.grad for n, p in model.named_parameters()}
+
+    loss, grads = loss_and_grads(True)
+    dense_loss, dense_grads = loss_and_grads(False)
+    torch.testing.assert_close(loss, dense_loss, rtol=1e-6, atol=0)
+    assert grads.keys() == dense_grads.keys()
+    errors = {n: float((grads[n] - g).abs().max() / g.abs().max()) for n, g in dense_grads.items()}
+    circuit = [n for n in grads if "quantum_circuit" in n]
+    # The circuit gradients are sums over every score of dS * cos(j t): in float32 both paths land 1e-5 to
+    # 4e-5 (relative) from the float64 values, so they agree to 1e-4; every other gradient to 1e-5.
+    assert max(errors[n] for n in circuit) <= 1e-4, {n: errors[n] for n in circuit}
+    assert max(e for n, e in errors.items() if n not in circuit) <= 1e-5, sorted(errors.items(), key=lambda i: -i[1])[:3]
+    assert len(circuit) == 6 and all(grads[n].abs().max() > 0 for n in circuit)  # ry, rz, gate x 2 layers
+
+
 def test_model_dropout_active_only_in_train_mode():
     model = apply_quantum_attention(tiny_llama(seed=6, attention_dropout=0.5), gate_init=1.0)
     ids = tiny_input_ids(seed=6)
@@ -308,8 +380,7 @@ def test_gradient_checkpointing_gives_same_loss_and_grads():
         if checkpointing:
             model.activation_checkpointing_enable({"use_reentrant": False})
         calls = []
-        circuit = model.model.layers[0].self_attn.quantum_circuit
-        circuit.register_forward_hook(lambda *args: calls.append(1))
+        model.model.layers[0].self_attn.register_forward_hook(lambda *args: calls.append(1))
         ids = tiny_input_ids(batch=2, length=8, seed=8)
         loss = model(ids, labels=ids).loss
         loss.backward()

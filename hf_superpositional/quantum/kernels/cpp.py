@@ -1,12 +1,13 @@
 """The ``"cpp"`` circuit kernel: fused, vectorised, multi-threaded C++ on CPU, built on first use.
 
 The sources are ``csrc/*.cpp`` beside this file: the circuit term (forward and backward, with the softmax
-scale and causal mask; ``circuit_term.cpp``) and the circuit sampler of ``fourier_coefficients``
-(``statevector.cpp``), compiled into one extension. It is built once per machine (10-40 s) by
-``torch.utils.cpp_extension.load`` into torch's extension cache (``~/.cache/torch_extensions`` or
-``$TORCH_EXTENSIONS_DIR``) under a name that hashes the sources, the compiler flags and the torch version,
-so an edited source, another instruction set or another torch gets its own build; later processes just
-load it.
+scale and causal mask; ``circuit_term.cpp``), the circuit sampler of ``fourier_coefficients``
+(``statevector.cpp``) and the fused flash-style quantum attention (``flash_attention.cpp``, see
+:mod:`.flash_attention`), with the SIMD vectors, sin/cos and exp they share (``simd.h``), compiled into one
+extension. It is built once per machine (10-60 s) by ``torch.utils.cpp_extension.load`` into torch's
+extension cache (``~/.cache/torch_extensions`` or ``$TORCH_EXTENSIONS_DIR``) under a name that hashes the
+sources and headers, the compiler flags and the torch version, so an edited source, another instruction set
+or another torch gets its own build; later processes just load it.
 
 Flags: ``-O3 -ffp-contract=fast`` and, on x86, the vector instructions that torch itself detected at run time
 (``torch.backends.cpu.get_cpu_capability()``: ``-mavx2 -mfma`` or ``-mavx512f``), never ``-march=native``: a
@@ -83,7 +84,8 @@ def _build(sources: dict[str, str], flags: list[str]):
             temporary = path.with_suffix(f".{os.getpid()}.tmp")
             temporary.write_text(text)
             os.replace(temporary, path)
-        paths.append(str(path))
+        if path.suffix == ".cpp":  # headers sit beside the sources they are included from
+            paths.append(str(path))
     load(
         name=name,
         sources=paths,
@@ -117,7 +119,9 @@ class _Extension:
         with self.lock:
             if not self.loaded:
                 try:
-                    sources = {path.name: path.read_text() for path in sorted(SOURCE_DIR.glob("*.cpp"))}
+                    sources = {
+                        path.name: path.read_text() for pattern in ("*.cpp", "*.h") for path in SOURCE_DIR.glob(pattern)
+                    }
                     self.ops = _build(sources, cpu_kernel_flags())
                 except Exception as error:  # noqa: BLE001 - any toolchain failure means "use the eager kernel"
                     self.ops = None
@@ -136,7 +140,8 @@ _EXTENSION = _Extension()
 
 
 def load_cpu_extension():
-    """The compiled ops (``circuit_forward``/``_backward``, ``circuit_samples``/``_backward``); ``None`` if unavailable.
+    """The compiled ops (``circuit_forward``/``_backward``, ``circuit_samples``/``_backward``, ``flash_forward``/
+    ``_backward``); ``None`` if unavailable.
 
     Thread-safe and cached per process: the first call compiles or loads the extension, later calls return
     the same object. A failure is reported by one ``RuntimeWarning`` and remembered (no retries).

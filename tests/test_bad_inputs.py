@@ -280,6 +280,71 @@ def _adapter_load(how):
     return call
 
 
+def _flat_partition_step(_tmp):
+    # What DeepSpeed ZeRO does to the optimizer it wraps: a group's tensors become one flat partition.
+    from hf_superpositional.optim import SuperpositionalAdamW
+
+    params = [torch.nn.Parameter(torch.zeros(2, 3))]
+    optimizer = SuperpositionalAdamW(params, scope="first_n")
+    flat = torch.zeros(6, requires_grad=True)
+    flat.grad = torch.ones(6)
+    optimizer.param_groups[0]["params"] = [flat]
+    optimizer.step()
+
+
+def _element_mask_out_of_range(_tmp):
+    from hf_superpositional.optim import SuperpositionalAdamW
+
+    params = _param()
+    SuperpositionalAdamW(params).set_element_mask(params[0], [12])
+
+
+def _deepspeed_launch_not_set_up(tmp):
+    import os
+
+    from transformers import TrainingArguments
+
+    from hf_superpositional.integrations.trainer import SuperpositionalTrainer
+    from tests.tiny_models import tiny_llama
+
+    args = TrainingArguments(str(tmp), use_cpu=True, report_to="none")
+    saved = {k: os.environ.get(k) for k in ("ACCELERATE_USE_DEEPSPEED", "LOCAL_RANK", "WORLD_SIZE")}
+    os.environ.update(ACCELERATE_USE_DEEPSPEED="true", LOCAL_RANK="0", WORLD_SIZE="2")
+    try:
+        SuperpositionalTrainer(model=tiny_llama(), args=args)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _unreadable_zero_maps(_tmp):
+    from hf_superpositional.integrations.deepspeed import map_first_n_to_zero_partitions
+    from hf_superpositional.optim import SuperpositionalAdamW
+
+    class Stage3Lookalike:  # shaped like DeepSpeed's ZeRO-3 optimizer, with a map that lacks the parameter
+        def __init__(self):
+            self.param = torch.nn.Parameter(torch.zeros(4))
+            self.fp32_partitioned_groups_flat = [torch.zeros(4, requires_grad=True)]
+            self.grad_position, self.fp16_groups, self.sub_group_to_group_id = {}, [[self.param]], {0: 0}
+            self.optimizer = SuperpositionalAdamW([self.param], scope="first_n")
+
+        def get_param_id(self, param):
+            return id(param)
+
+    map_first_n_to_zero_partitions(Stage3Lookalike())
+
+
+def _shared_field_clash(_tmp):
+    from hf_superpositional.cli import parse_args_and_config
+
+    first = dataclasses.make_dataclass("A", [("max_length", int, dataclasses.field(default=1))])
+    second = dataclasses.make_dataclass("B", [("max_length", int, dataclasses.field(default=2))])
+    parse_args_and_config([first, second], [])
+
+
 def _trainer_on_nonfinite(_tmp):
     from transformers import TrainingArguments
 
@@ -341,6 +406,11 @@ CASES: list[Case] = [
     Case("optim-capturable-cpu", "`SuperpositionalAdamW.step()`", "`capturable=True` (loop or foreach) on CPU, outside `torch.compile`", ValueError, r"capturable=True needs parameters and step counters on one of \['cuda', 'xpu', .*\], got cpu", _capturable_cpu_step),
     Case("optim-fused-layout", "`SuperpositionalAdamW.step()`", "`fused=True`, a parameter whose gradient has other strides (a transposed weight)", RuntimeError, r"fused=True cannot step the parameter of shape \(3, 2\): its gradient's strides \(2, 1\) differ from its own \(1, 3\)", _fused_layout_step),
     # ---- optim_args
+    Case("optim-flat-partition-first-n", "`SuperpositionalAdamW.step()`", "`scope='first_n'`, a group's parameters swapped for a flat partition it was never given (what DeepSpeed ZeRO does)", RuntimeError, r"asked to step a tensor of shape \(6,\) that it was never given as a parameter.*Train with SuperpositionalTrainer.*or use scope='all'", _flat_partition_step),
+    Case("optim-element-mask-range", "`SuperpositionalAdamW.set_element_mask(tensor, flat_indices)`", "`flat_indices=[12]` for a 3-element tensor", ValueError, r"flat_indices must lie in \[0, 3\) for a tensor of shape \(3,\)", _element_mask_out_of_range),
+    Case("deepspeed-launch-not-set-up", "`SuperpositionalTrainer(model, args)`", "ranks launched with DeepSpeed (`WORLD_SIZE=2`), `TrainingArguments` built without the CPU set-up (accelerate sees 1 process)", RuntimeError, r"launched with DeepSpeed \(2 processes\), but the TrainingArguments set accelerate up as .*cpu_deepspeed_overrides", _deepspeed_launch_not_set_up),
+    Case("deepspeed-unreadable-maps", "`hf_superpositional.integrations.deepspeed.map_first_n_to_zero_partitions(optimizer)`", "a ZeRO-3 optimizer whose partition maps cannot be read, `scope='first_n'`", RuntimeError, r"DeepSpeed ZeRO stage 3: SuperpositionalAdamW\(scope='first_n'\) .* Use scope='all'", _unreadable_zero_maps),
+    Case("cli-fields-clash", "`hf_superpositional.cli.parse_args_and_config(types, ...)`", "two dataclasses with a field of the same name, not in `shared_fields`", ValueError, r"fields defined by several dataclasses: \{'max_length': \['A', 'B'\]\}; pass them as shared_fields", _shared_field_clash),
     Case("optim-args-malformed", ARGS, "`'quantum_weight'` (no `=`)", ValueError, rf"malformed piece 'quantum_weight'.*{VALID_KEYS}", _optim_args("quantum_weight")),
     Case("optim-args-unknown-key", ARGS, "`'bogus=1'`", ValueError, rf"unknown key 'bogus'.*{VALID_KEYS}", _optim_args("bogus=1")),
     Case("optim-args-adam-key", ARGS, "`'lr=0.1'`", ValueError, r"unknown key 'lr'.*lr, betas, eps and weight_decay come from TrainingArguments", _optim_args("lr=0.1")),
@@ -432,6 +502,8 @@ class CliCase:
 FT, EV, CMP = "recipes/gsm8k_finetune.py", "recipes/gsm8k_evaluate.py", "recipes/gsm8k_compare.py"
 TINY, TC = "recipes/compare_optimizers_tiny.py", "recipes/text_classification.py"
 STUDY = "recipes/study.py"
+SFT = "recipes/gsm8k_sft_trl.py"
+SFT_CONFIG = ("--config", "recipes/configs/gsm8k_sft_trl_tiny.yaml", "--output_dir", "{tmp}/out")
 TINY_CONFIG = ("--config", "recipes/configs/gsm8k_tiny_offline.yaml", "--output_dir", "{tmp}/out")
 EXIT2 = (2,)
 
@@ -474,6 +546,10 @@ CLI_CASES: list[CliCase] = [
     CliCase("cli-tc-yaml-key-typo", TC, "YAML config with `num_epoch: 3` (typo)", EXIT2, r"typo\.yaml: unknown key\(s\) 'num_epoch' \(did you mean 'num_epochs'\?\)", (TC, "--config", "{tmp}/typo.yaml")),
     CliCase("cli-tc-unknown-flag", TC, "`--bogus_flag 2`", EXIT2, r"unrecognized arguments: --bogus_flag 2; run with --help to list the flags", (TC, "--bogus_flag", "2")),
     CliCase("cli-tc-abbreviated-flag", TC, "`--num_epoch 2` (abbreviation of `--num_epochs`)", EXIT2, r"unrecognized arguments: --num_epoch 2 \(--num_epoch is not accepted as an abbreviation of --num_epochs\)", (TC, "--num_epoch", "2")),
+    CliCase("cli-sft-trl-unknown-flag", SFT, "`--bogus_flag 3`", EXIT2, r"unrecognized arguments: --bogus_flag 3; run with --help to list the flags", (SFT, *SFT_CONFIG, "--bogus_flag", "3")),
+    CliCase("cli-sft-trl-optim-args", SFT, "`--optim_args bogus=1` (checked while parsing the SFTConfig)", EXIT2, rf"SFTConfig: optim_args: unknown key 'bogus'.*{VALID_KEYS}", (SFT, *SFT_CONFIG, "--optim_args", "bogus=1")),
+    CliCase("cli-sft-trl-missing-data", SFT, "`--train_file nope.jsonl`", EXIT2, r"GSM8K data file not found: .*nope\.jsonl", (SFT, *SFT_CONFIG, "--train_file", "{tmp}/nope.jsonl")),
+    CliCase("cli-sft-trl-max-length", SFT, "`--max_length 0` (one value for the data and the SFTConfig)", EXIT2, r"`max_length` must be None or an integer >= 8, got 0", (SFT, *SFT_CONFIG, "--max_length", "0")),
     CliCase("cli-study-quick-and-config", STUDY, "`--quick --config recipes/configs/study.yaml`", EXIT2, r"--quick selects its own config file; give either --quick or --config, not both", (STUDY, "--quick", "--config", "recipes/configs/study.yaml")),
     CliCase("cli-study-dose-scope", STUDY, "`--dose_scopes first_n everything`", EXIT2, r"StudyArguments: `dose_scopes` must be values from \['first_n', 'all'\], got \['first_n', 'everything'\]", (STUDY, "--dose_scopes", "first_n", "everything")),
     CliCase("cli-study-seed-range", STUDY, "`--min_seeds 9 --max_seeds 4`", EXIT2, r"StudyArguments: need 2 <= min_seeds <= max_seeds, got 9 and 4", (STUDY, "--min_seeds", "9", "--max_seeds", "4")),

@@ -33,7 +33,7 @@ else
   ENVIRONMENT :=
 endif
 
-.PHONY: install demo study test test-fast bench gpu-check
+.PHONY: install demo study test test-fast test-oldest bench gpu-check
 
 $(VENV)/bin/python:
 	@test -n "$(BASE_PYTHON)" || { echo "make: no python3 on PATH to create $(VENV) from"; exit 1; }
@@ -56,6 +56,18 @@ test: install
 
 test-fast: install
 	$(PYTHON) -m pytest -q -ra -m "not slow"
+
+# The oldest versions pyproject.toml declares, tested: every `name>=X` of its dependencies is installed as
+# `name==X` (torch stays $(TORCH_VERSION), the only CPU build here; no test extras: their tests skip) into
+# their own .venv-oldest, made from the same python3, and the fast suite runs there.
+OLDEST_VENV ?= .venv-oldest
+OLDEST_PINS = $(shell sed -n '/^dependencies = \[/,/^\]/s/^ *"\([A-Za-z0-9_.-]*\)>=\([0-9][0-9.]*\)[,"].*/\1==\2/p' pyproject.toml | grep -v '^torch==')
+
+test-oldest:
+	test -x $(OLDEST_VENV)/bin/python || python3 -m venv $(OLDEST_VENV)
+	$(OLDEST_VENV)/bin/python -m pip install -q "torch==$(TORCH_VERSION)" $(OLDEST_PINS) "pytest>=8" -e .
+	$(OLDEST_VENV)/bin/python -m pip list 2>/dev/null | grep -i -E '^(torch|transformers|accelerate|peft|datasets|evaluate|qiskit|qiskit-aer|numpy|scipy|matplotlib|pyyaml) '
+	VIRTUAL_ENV=$(abspath $(OLDEST_VENV)) PATH=$(abspath $(OLDEST_VENV))/bin:$$PATH $(OLDEST_VENV)/bin/python -m pytest -q -ra -m "not slow" -p no:cacheprovider
 
 bench: install
 	$(PYTHON) recipes/benchmarks/bench_optimizer.py

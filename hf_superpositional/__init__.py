@@ -43,6 +43,7 @@ from .integrations import (
     SUPERPOSITIONAL_ADAMW,
     CheckpointError,
     SuperpositionalTrainer,
+    check_transformers_version,
     install_peft_hooks,
     last_complete_checkpoint,
     load_trained_model,
@@ -128,6 +129,9 @@ def __getattr__(name):
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'hf_superpositional' has no attribute {name!r}")
 
+
+# Before any registration: on a transformers older than the tested floor the hooks cannot work.
+check_transformers_version()
 
 register_superpositional_optimizers(on_missing="warn")
 register_quantum_attention()

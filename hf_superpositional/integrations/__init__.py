@@ -18,6 +18,7 @@ from .trainer import SuperpositionalTrainer
 from .transformers import (
     QUANTUM_MOMENT_ADAMW,
     SUPERPOSITIONAL_ADAMW,
+    check_transformers_version,
     register_superpositional_optimizers,
     superpositional_optimizer_cls_and_kwargs,
     unregister_superpositional_optimizers,
@@ -29,6 +30,7 @@ __all__ = [
     "CheckpointError",
     "ModelCardInfo",
     "SuperpositionalTrainer",
+    "check_transformers_version",
     "install_peft_hooks",
     "last_complete_checkpoint",
     "load_trained_model",

@@ -29,12 +29,14 @@ from ..optim import SuperpositionalAdamW
 from ..optim.args import VALID_OPTIM_ARG_KEYS, parse_optim_args, validate_optim_kwargs
 
 __all__ = [
+    "MIN_TRANSFORMERS_VERSION",
     "OPTIMIZER_NAMES",
     "ArgumentsError",
     "QUANTUM_MOMENT_ADAMW",
     "SUPERPOSITIONAL_ADAMW",
     "TESTED_TRANSFORMERS_VERSION",
     "check_optimizer_arguments",
+    "check_transformers_version",
     "is_superpositional_optim",
     "superpositional_kwargs_of",
     "register_superpositional_optimizers",
@@ -51,6 +53,47 @@ QUANTUM_MOMENT_ADAMW = "quantum_moment_adamw"
 
 OPTIMIZER_NAMES: tuple[str, ...] = (SUPERPOSITIONAL_ADAMW, QUANTUM_MOMENT_ADAMW)
 """Every ``optim`` name this package registers."""
+
+MIN_TRANSFORMERS_VERSION = "5.4"
+"""The oldest transformers ``make test-oldest`` runs the fast suite with (the floor ``pyproject.toml`` declares).
+Older 5.x releases lack what the hooks need: 5.0/5.1 have no optimizer handler table (``optim="superpositional_adamw"``
+fails at ``TrainingArguments``), and up to 5.3 the attention-mask functions are called with another signature."""
+
+
+def check_transformers_version(version: str | None = None) -> None:
+    """Raise unless the installed transformers (or ``version``) is one this package was tested with.
+
+    ``import hf_superpositional`` calls it before any registration: on an older transformers the hooks
+    cannot work, and a quantum checkpoint would load without its circuit term instead of failing.
+
+    Raises:
+        ImportError: the version is below :data:`MIN_TRANSFORMERS_VERSION` or from another major release.
+
+    Example:
+        >>> check_transformers_version("5.0.0")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ImportError: hf_superpositional needs transformers>=5.4,<6 ...; found 5.0.0. ...
+    """
+    from packaging.version import Version
+
+    if version is None:
+        from importlib.metadata import PackageNotFoundError
+        from importlib.metadata import version as installed_version
+
+        try:  # the installed distribution (what pip installed), as the floor in pyproject.toml means it
+            version = installed_version("transformers")
+        except PackageNotFoundError:
+            import transformers
+
+            version = transformers.__version__
+    found = Version(version)
+    if found < Version(MIN_TRANSFORMERS_VERSION) or found.major >= 6:
+        raise ImportError(
+            f"hf_superpositional needs transformers>={MIN_TRANSFORMERS_VERSION},<6 (its optimizer registration and "
+            f"loading hooks are tested from {MIN_TRANSFORMERS_VERSION} to {TESTED_TRANSFORMERS_VERSION}); found "
+            f"{version}. Install a supported release: pip install 'transformers>={MIN_TRANSFORMERS_VERSION},<6'."
+        )
 
 
 class ArgumentsError(ValueError):

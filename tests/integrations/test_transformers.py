@@ -261,10 +261,12 @@ def test_other_optimizers_are_unaffected(tmp_path):
 
 def test_check_optimizer_arguments_leaves_other_optimizers_and_good_args_alone(tmp_path):
     out = str(tmp_path)
-    # transformers' own optimizers parse optim_args themselves (and differently): not ours to judge.
-    check_optimizer_arguments(
-        TrainingArguments(out, optim="adamw_torch", optim_args="bogus=1", report_to="none")
-    )
+    # transformers' own optimizers that read optim_args parse them themselves (and differently): not ours to
+    # judge. Only what would be silently ignored is refused (our keys, or any key for adamw_torch & co.).
+    check_optimizer_arguments(TrainingArguments(out, optim="sgd", optim_args="momentum=0.9", report_to="none"))
+    check_optimizer_arguments(TrainingArguments(out, optim="adamw_torch", optim_args="", report_to="none"))
+    with pytest.raises(ArgumentsError, match="optim='adamw_torch' takes no optim_args"):
+        check_optimizer_arguments(TrainingArguments(out, optim="adamw_torch", optim_args="bogus=1", report_to="none"))
     check_optimizer_arguments(
         TrainingArguments(
             out, optim="superpositional_adamw", optim_args="quantum_weight=0.5", report_to="none"
@@ -281,3 +283,42 @@ def test_check_optimizer_arguments_leaves_other_optimizers_and_good_args_alone(t
         check_optimizer_arguments(
             TrainingArguments(out, optim="quantum_moment_adamw", learning_rate=-1.0, report_to="none")
         )
+
+
+def test_the_declared_transformers_floor_is_the_one_import_checks():
+    import tomllib
+
+    from hf_superpositional.integrations.transformers import MIN_TRANSFORMERS_VERSION
+    from tests.subprocess_env import REPO
+
+    dependencies = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert f"transformers>={MIN_TRANSFORMERS_VERSION},<6" in dependencies
+
+
+def test_a_transformers_below_the_floor_or_of_another_major_is_refused():
+    import transformers
+
+    from hf_superpositional.integrations.transformers import check_transformers_version
+
+    for version in ("5.0.0", "5.3.0", "6.0.0"):
+        with pytest.raises(ImportError, match=rf"needs transformers>=5.4,<6 .*found {version}"):
+            check_transformers_version(version)
+    check_transformers_version("5.4.0")
+    check_transformers_version(transformers.__version__)
+
+
+def test_importing_the_package_on_an_older_transformers_raises():
+    import subprocess
+    import sys
+
+    from tests.subprocess_env import REPO, repo_env
+
+    # what pip reports installed: transformers 5.0.0
+    code = (
+        "import importlib.metadata as m\nreal = m.version\n"
+        "m.version = lambda name: '5.0.0' if name == 'transformers' else real(name)\nimport hf_superpositional"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=repo_env(), capture_output=True, text=True,
+                            timeout=300)  # fmt: skip
+    assert result.returncode != 0
+    assert "ImportError: hf_superpositional needs transformers>=5.4,<6" in result.stderr

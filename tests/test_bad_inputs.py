@@ -275,6 +275,13 @@ def _adapter_load(how):
             return PeftModel.from_pretrained(apply_quantum_attention(_tiny_llama(), n_qubits=2), _saved_adapter(tmp))
         if how == "full_model":
             return PeftModel.from_pretrained(_tiny_llama(), _saved_quantum_model(tmp))
+        if how == "circuits_missing":
+            from safetensors.torch import load_file, save_file
+
+            folder = _saved_adapter(tmp)
+            kept = {k: v for k, v in load_file(folder / "adapter_model.safetensors").items() if "quantum_circuit" not in k}
+            save_file(kept, folder / "adapter_model.safetensors", metadata={"format": "pt"})
+            return PeftModel.from_pretrained(_tiny_llama(), folder)
         return _saved_adapter(tmp, hand_unfrozen=True)  # "hand_unfrozen": refused when saving
 
     return call
@@ -459,6 +466,7 @@ CASES: list[Case] = [
     Case("load-adapter-via-automodel", LOAD, "`AutoModelForCausalLM.from_pretrained(adapter_folder)` of a LoRA over a quantum base", ValueError, r"is a PEFT adapter over a quantum-attention base .*would load the base without its circuits. Load it with hf_superpositional.load_trained_model", _adapter_load("auto_model")),
     Case("peft-adapter-without-quantum-file", PEFT_LOAD, "adapter weights with circuits, `quantum_attention.json` missing, base unpatched", ValueError, r"adapter_model.safetensors holds quantum-attention circuit tensors .*quantum_attention.json is missing and the base model has no quantum attention", _adapter_load("no_quantum_file")),
     Case("peft-base-patched-differently", PEFT_LOAD, "a base patched with another `QuantumAttentionConfig`", ValueError, r"quantum_attention.json says the adapter was trained on a base patched with .* but the base model given is patched with", _adapter_load("patched_differently")),
+    Case("peft-adapter-circuits-missing", PEFT_LOAD, "`quantum_attention.json` and `modules_to_save` name the circuits, the adapter weights hold none", ValueError, r"adapter_model.safetensors holds no quantum-attention circuit tensors although .*adapter_config.json lists 'quantum_circuit' in modules_to_save", _adapter_load("circuits_missing")),
     Case("peft-full-model-folder", PEFT_LOAD, "a full model folder (no `adapter_config.json`)", ValueError, r"holds a full model \(config.json\), not a PEFT adapter \(no adapter_config.json\). Load it with", _adapter_load("full_model")),
     Case("peft-save-hand-unfrozen-circuits", "`PeftModel.save_pretrained` (any Trainer's `save_model`)", "circuits made trainable by hand, not in `modules_to_save`", ValueError, r"trainable circuit parameter\(s\) .* are not in the adapter's modules_to_save, so PEFT would leave their trained values out .*quantum_lora_config", _adapter_load("hand_unfrozen")),
     # ---- data files
@@ -523,6 +531,8 @@ CLI_CASES: list[CliCase] = [
     CliCase("cli-finetune-optim-args", FT, "`--optim_args bogus=1` (checked while parsing, before any data is loaded)", EXIT2, rf"TrainingArguments: optim_args: unknown key 'bogus'.*{VALID_KEYS}", (FT, *TINY_CONFIG, "--optim_args", "bogus=1")),
     CliCase("cli-finetune-optim-args-negative", FT, "`--optim_args quantum_weight=-1`", EXIT2, r"TrainingArguments: quantum_weight must be a non-negative float \(allowed range: quantum_weight >= 0\)", (FT, *TINY_CONFIG, "--optim_args", "quantum_weight=-1")),
     CliCase("cli-finetune-foreign-optim-args", FT, "`--optim adamw_torch` while the config keeps `optim_args: quantum_weight=0.1,n_qubits=4`", EXIT2, r"TrainingArguments: optim_args='quantum_weight=0.1,n_qubits=4' would be silently ignored: optim='adamw_torch' does not take quantum_weight, n_qubits", (FT, *TINY_CONFIG, "--optim", "adamw_torch")),
+    CliCase("cli-finetune-n-qubits-above-max", FT, "`--n_qubits 25` (checked before any data or model is loaded)", EXIT2, r"QuantumAttentionConfig: `n_qubits` must be an integer in \[1, 24\]", (FT, *TINY_CONFIG, "--n_qubits", "25")),
+    CliCase("cli-finetune-no-final-answer", FT, "`--train_file` with a row whose answer lacks `#### <number>` (refused before training)", EXIT2, r"no_answer\.jsonl:2: the answer must end in '#### <number>'", (FT, *TINY_CONFIG, "--train_file", "{tmp}/no_answer.jsonl")),
     CliCase("cli-finetune-moment-mode", FT, "`--optim quantum_moment_adamw --optim_args mode=update`", EXIT2, r"TrainingArguments: optim='quantum_moment_adamw' always uses mode='moment', but mode='update' was given", (FT, *TINY_CONFIG, "--optim", "quantum_moment_adamw", "--optim_args", "mode=update")),
     CliCase("cli-evaluate-missing-model", EV, "`--model_path` a folder that does not exist", EXIT2, r"`model_path` '.*nomodel' not found \(neither a local folder nor a Hub id\)", (EV, "--model_path", "{tmp}/nomodel", "--dataset_name", "bundled"), shown="exit 2: ``model_path` '<tmp>/nomodel' not found (neither a local folder nor a Hub id)`"),
     CliCase("cli-evaluate-missing-hub-shaped", EV, "`--model_path outputs/nomodel` (missing, shaped like a Hub id; offline)", EXIT2, r"`model_path` 'outputs/nomodel' not found \(neither a local folder nor a Hub id: ", (EV, "--model_path", "outputs/nomodel", "--dataset_name", "bundled"), shown="exit 2: ``model_path` 'outputs/nomodel' not found (neither a local folder nor a Hub id: <the loader's first line>)`"),
@@ -570,6 +580,9 @@ def cli_results(tmp_path_factory):
     )
     (tmp / "malformed.jsonl").write_text("not json\n")
     (tmp / "typo.yaml").write_text("num_epoch: 3\n")
+    (tmp / "no_answer.jsonl").write_text(
+        json.dumps({"question": "2+2?", "answer": "4\n#### 4"}) + "\n" + json.dumps({"question": "q", "answer": "four"}) + "\n"
+    )
     (tmp / "earlier").mkdir()
     (tmp / "earlier" / "results.json").write_text("{}")
     cases = {

@@ -248,6 +248,7 @@ def prepare_base_for_adapter(base: Any, model_id: str | Path, subfolder: str | N
             saved = QuantumAttentionConfig.from_dict(json.loads(quantum_file.read_text()))
         except ValueError as error:
             raise ValueError(f"{quantum_file}: not a valid QuantumAttentionConfig ({error}).") from None
+        _refuse_circuits_missing_from_adapter(model_id, subfolder, quantum_file, hub_kwargs)
         if current is None:
             apply_quantum_attention(base, saved)
         elif current != saved:
@@ -271,6 +272,24 @@ def prepare_base_for_adapter(base: Any, model_id: str | Path, subfolder: str | N
             "circuits would be dropped. Patch the base as in training before loading the adapter "
             "(hf_superpositional.apply_quantum_attention(base, QuantumAttentionConfig(...))), or restore "
             f"{QUANTUM_ADAPTER_CONFIG_NAME}."
+        )
+
+
+def _refuse_circuits_missing_from_adapter(model_id: Any, subfolder: str | None, quantum_file: Path, hub_kwargs: dict) -> None:
+    # The reverse of a lost quantum_attention.json: an adapter that lists the circuits in modules_to_save but
+    # holds none of their tensors would load the base's circuits in place of the trained ones.
+    config_file = _adapter_file(model_id, "adapter_config.json", subfolder, **hub_kwargs)
+    modules = json.loads(config_file.read_text()).get("modules_to_save") or [] if config_file is not None else []
+    if QUANTUM_MODULE_NAME not in modules:
+        return  # circuits frozen in training: the base's (re-patched from quantum_file) are the trained ones
+    weights = _adapter_file(model_id, "adapter_model.safetensors", subfolder, **hub_kwargs) or _adapter_file(
+        model_id, "adapter_model.bin", subfolder, **hub_kwargs
+    )
+    if weights is not None and not _adapter_circuit_keys(weights):
+        raise ValueError(
+            f"{weights} holds no quantum-attention circuit tensors although {config_file} lists "
+            f"{QUANTUM_MODULE_NAME!r} in modules_to_save and {quantum_file} describes the circuits: the trained "
+            "circuits are missing from the adapter (a partial copy?); it cannot be loaded as trained."
         )
 
 

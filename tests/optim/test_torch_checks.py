@@ -66,6 +66,8 @@ def all_inputs(skip: tuple[str, ...] = ()) -> list:
 INPUTS = all_inputs()
 # torch skips differentiable wherever parameters are leaves (autograd forbids stepping them in place)
 TRAJECTORY_INPUTS = all_inputs(skip=("differentiable",))
+# our default path (foreach and fused left None: the fused kernel on CPU, where torch's default loops)
+DEFAULT_INPUTS = [pytest.param(dict(config), id=f"{desc}, default") for desc, config in TORCH_CONFIGS.items()]
 
 
 def ours(quantum_weight: float):
@@ -89,6 +91,8 @@ def torch_adamw(params, kwargs):
 
 
 def same_path_as_torch(kwargs: dict) -> bool:
+    if kwargs.get("foreach") is None and kwargs.get("fused") is None:
+        return False  # the defaults differ: ours fused, torch's loop on CPU
     return torch_kwargs(kwargs).get("foreach") == kwargs.get("foreach")
 
 
@@ -128,7 +132,7 @@ def check_against_reference(procedure, kwargs, quantum_weight, tensors, schedule
 # state_dict: round trips, determinism, older dicts, Python-number steps, weights_only, other dtypes
 # --------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("quantum_weight", [0.0, QW])
-@pytest.mark.parametrize("kwargs", TRAJECTORY_INPUTS)
+@pytest.mark.parametrize("kwargs", TRAJECTORY_INPUTS + DEFAULT_INPUTS)
 def test_state_dict_deterministic(kwargs, quantum_weight):
     """torch: test_state_dict_deterministic (+ the round trip of the old _test_state_dict)."""
     tensors = make_tensors()
@@ -157,7 +161,7 @@ def test_state_dict_deterministic(kwargs, quantum_weight):
 
 
 @pytest.mark.parametrize("quantum_weight", [0.0, QW])
-@pytest.mark.parametrize("kwargs", TRAJECTORY_INPUTS)
+@pytest.mark.parametrize("kwargs", TRAJECTORY_INPUTS + DEFAULT_INPUTS)
 def test_load_nontensor_step(kwargs, quantum_weight):
     """torch: test_load_nontensor_step. A ``step`` saved as a Python number loads, becomes the tensor torch
     keeps (Adam.__setstate__), and the run continues exactly as without the round trip, on every path."""

@@ -150,12 +150,14 @@ def quantum_attention_forward(
     is_causal: bool | None = None,
     **kwargs,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eager attention plus the circuit term; signature and outputs of transformers' ``eager_attention_forward``.
+    """Attention plus the circuit term; signature and outputs of transformers' ``eager_attention_forward``.
 
     If ``module`` has a :data:`~hf_superpositional.naming.QUANTUM_MODULE_NAME` child (a
     :class:`~hf_superpositional.attention.circuit_module.QuantumCircuitParameters`), ``gate * Phi(x)`` is added to the logits
     in float32; a module without one (a layer left out by ``QuantumAttentionConfig.layers``) computes plain
-    eager attention. The softmax runs in float32, dropout only in training mode.
+    eager attention. The softmax runs in float32, dropout only in training mode. On CPU, where its masks
+    apply, the fused flash-style kernel computes the same attention without the ``[B, H, L, L]`` scores and
+    returns no weights (``None``, as SDPA); see :func:`_fused_cpu_attention` for when it runs.
 
     Args:
         module: the attention module (reads ``num_key_value_groups``, ``training``, ``is_causal``).
@@ -168,7 +170,7 @@ def quantum_attention_forward(
         is_causal: overrides ``module.is_causal`` for a ``None`` mask.
 
     Returns:
-        ``(attn_output [batch, q_len, heads, head_dim], attn_weights [batch, heads, q_len, kv_len])``.
+        ``(attn_output [batch, q_len, heads, head_dim], attn_weights [batch, heads, q_len, kv_len] or None)``.
 
     Example:
         >>> import torch

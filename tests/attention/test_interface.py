@@ -378,7 +378,9 @@ def test_gradient_checkpointing_gives_same_loss_and_grads():
         model = apply_quantum_attention(tiny_llama(seed=8), gate_init=1.0, per_head=True)
         model.train()
         if checkpointing:
-            model.activation_checkpointing_enable({"use_reentrant": False})
+            # activation_checkpointing_enable is transformers >= 5.23's name; the tested floor (5.4) has the older one
+            enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+            enable({"use_reentrant": False})
         calls = []
         model.model.layers[0].self_attn.register_forward_hook(lambda *args: calls.append(1))
         ids = tiny_input_ids(batch=2, length=8, seed=8)

@@ -19,6 +19,7 @@ the verdict table. The machinery lives in :mod:`hf_superpositional.reproduction`
     python recipes/study.py                        # the default study: recipes/configs/study.yaml, ~20 min on 2 cores
     python recipes/study.py --quick                # the tests' preset: recipes/configs/study_quick.yaml, seconds
     python recipes/study.py --max_seeds 40 --output_dir outputs/study40   # flags override the YAML
+    python recipes/study.py --reanalyse outputs/study/verdicts.json --output_dir outputs/study   # re-report, no training
 """
 
 from __future__ import annotations
@@ -64,20 +65,32 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
     from hf_superpositional.reproduction.runs import RunPool, cpu_seconds
-    from hf_superpositional.reproduction.study import analyse, run_study
+    from hf_superpositional.reproduction.study import analyse, load_study, run_study
     from hf_superpositional.reproduction.study_report import verdict_table, write_study
 
     warnings.filterwarnings("ignore", category=UserWarning)
     start, cpu_start = time.perf_counter(), cpu_seconds()
-    with RunPool(setup.num_workers, setup.torch_threads) as pool:
-        raw = run_study(setup, study, pool, log=lambda line: print(line, flush=True))
-    results = analyse(raw)
-    paths = write_study(raw, results, study.output_dir, time.perf_counter() - start, cpu_seconds() - cpu_start)
+    if study.reanalyse:
+        try:
+            raw, recorded = load_study(study.reanalyse)
+        except (ValueError, FileNotFoundError) as error:
+            print(f"{prog}: error: {error}", file=sys.stderr)
+            return 2
+        results = analyse(raw)
+        paths = write_study(raw, results, study.output_dir, recorded["wall_seconds"], recorded["cpu_seconds"], recorded)
+    else:
+        with RunPool(setup.num_workers, setup.torch_threads) as pool:
+            raw = run_study(setup, study, pool, log=lambda line: print(line, flush=True))
+        results = analyse(raw)
+        paths = write_study(raw, results, study.output_dir, time.perf_counter() - start, cpu_seconds() - cpu_start)
     print("\n" + verdict_table(results["claims"]) + "\n")
     for claim in results["claims"]:
         print(f"{claim['key']}: {claim['sentence']}")
     print(f"\nwrote {', '.join(paths.values())}")
-    print(f"wall time {(time.perf_counter() - start) / 60:.1f} min")
+    if study.reanalyse:
+        print(f"re-analysed {study.reanalyse} (its study took {recorded['wall_seconds'] / 60:.1f} min of wall time)")
+    else:
+        print(f"wall time {(time.perf_counter() - start) / 60:.1f} min")
     return 0
 
 

@@ -589,6 +589,7 @@ CLI_CASES: list[CliCase] = [
     CliCase("cli-study-seed-range", STUDY, "`--min_seeds 9 --max_seeds 4`", EXIT2, r"StudyArguments: need 2 <= min_seeds <= max_seeds, got 9 and 4", (STUDY, "--min_seeds", "9", "--max_seeds", "4")),
     CliCase("cli-study-zero-lambda", STUDY, "`--dose_lambdas 0 1`", EXIT2, r"StudyArguments: `dose_lambdas` and `gsm8k_lambdas` must be > 0 \(lambda = 0 is AdamW itself\)", (STUDY, "--dose_lambdas", "0", "1")),
     CliCase("cli-study-abbreviated-flag", STUDY, "`--pilot_seed 3` (abbreviation of `--pilot_seeds`)", EXIT2, r"unrecognized arguments: --pilot_seed 3 \(--pilot_seed is not accepted as an abbreviation of --pilot_seeds\)", (STUDY, "--pilot_seed", "3")),
+    CliCase("cli-study-reanalyse-missing", STUDY, "`--reanalyse nope.json`", EXIT2, r"`reanalyse`: .*nope\.json not found", (STUDY, "--reanalyse", "{tmp}/nope.json"), shown="exit 2: ``reanalyse`: <tmp>/nope.json not found`"),
 ]
 # fmt: on
 

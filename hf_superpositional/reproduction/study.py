@@ -26,8 +26,10 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +49,7 @@ __all__ = [
     "build_claims",
     "dose_arms",
     "eager",
+    "load_study",
     "run_study",
 ]
 
@@ -106,6 +109,10 @@ class StudyArguments:
     gsm8k_batch_size: int = field(default=8, metadata={"help": "GSM8K sequences per step."})
     logging_steps: int = field(default=8, metadata={"help": "Log loss and optimizer diagnostics every N steps."})
     budget_minutes: float = field(default=25.0, metadata={"help": "Wall-time budget the estimate is checked against."})
+    reanalyse: str | None = field(
+        default=None,
+        metadata={"help": "A verdicts.json of an earlier study: re-analyse its runs and rewrite the report, no training."},
+    )
 
     def __post_init__(self):
         if self.pilot_seeds < 2 or self.gsm8k_pilot_seeds < 2:
@@ -453,3 +460,41 @@ def analyse(raw: dict[str, Any]) -> dict[str, Any]:
     results["adamw_accuracy"] = mean_std([adamw[s]["eval_accuracy"][-1] for s in raw["seeds"]])[0]
     results["bayes_accuracy"] = setup.bayes_accuracy()
     return results
+
+
+def load_study(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A finished study's raw material back from its ``verdicts.json``, to re-analyse and re-report it.
+
+    Returns:
+        ``(raw, environment)``: what :func:`run_study` returned (settings, seeds, every run) and the
+        environment record (date, machine, wall and CPU time) of the run that trained.
+
+    Raises:
+        FileNotFoundError: no such file. ValueError: not a study's ``verdicts.json``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"`reanalyse`: {path} not found")
+    payload = json.loads(path.read_text())
+    if not {"settings", "runs", "environment"} <= set(payload):
+        raise ValueError(f"`reanalyse`: {path} is not the verdicts.json of a study (no settings / runs / environment)")
+    settings = payload["settings"]
+
+    def restored(run: dict[str, Any]) -> dict[str, Any]:
+        # verdicts.json writes non-finite numbers as null (strict JSON): back to nan in the runs' number lists
+        return {k: [math.nan if v is None else v for v in value] if isinstance(value, list) else value for k, value in run.items()}
+
+    raw = {
+        "setup": ClassificationSetup(**settings["setup"]),
+        "study": StudyArguments(**{**settings["study"], "reanalyse": None}),
+        "calibration": payload["calibration"],
+        "power": payload["power"],
+        "seeds": settings["seeds"],
+        "gsm8k_seeds": settings["gsm8k_seeds"],
+        "dose_seeds": settings["dose_seeds"],
+        "dose_arms": [ArmSpec(**arm) for arm in settings["dose_arms"]],
+        "tc_runs": [restored(run) for run in payload["runs"]["text_classification"]],
+        "gsm8k_runs": [restored(run) for run in payload["runs"]["gsm8k"]],
+        "pilot_seconds": None,
+    }
+    return raw, payload["environment"]

@@ -61,6 +61,7 @@ def test_bad_command_lines_exit_2_with_one_line(recipe, capsys):
         "--dose_scopes first_n everything": r"`dose_scopes` must be values from \['first_n', 'all'\]",
         "--min_seeds 9 --max_seeds 4": r"need 2 <= min_seeds <= max_seeds, got 9 and 4",
         "--pilot_seed 3": r"--pilot_seed is not accepted as an abbreviation of --pilot_seeds",
+        "--reanalyse /nonexistent/verdicts.json": r"`reanalyse`: /nonexistent/verdicts\.json not found",
     }
     for argv, message in cases.items():
         try:

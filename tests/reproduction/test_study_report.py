@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 
 from hf_superpositional.reproduction.classification import ClassificationSetup
-from hf_superpositional.reproduction.study import StudyArguments, analyse, run_study
+from hf_superpositional.reproduction.study import StudyArguments, analyse, load_study, run_study
 from hf_superpositional.reproduction.study_report import (
     FULL_SCALE_COMMAND,
     describe_dose_response,
@@ -133,3 +133,19 @@ def test_verdict_table_rows(written):
     assert cells[2] == f"{100 * claim['baseline_mean']:.1f}%" and cells[6] == str(claim["num_seeds"])
     assert cells[7].startswith(f"**{claim['verdict']}**")
     assert format_value(math.nan, "s") == "—" and format_value(5.56421, "loss") == "5.5642"
+
+
+def test_a_study_re_reports_from_its_verdicts_json(written, tmp_path):
+    raw, results, out, _ = written
+    loaded, environment = load_study(out / "verdicts.json")
+    assert loaded["setup"] == raw["setup"] and loaded["study"] == raw["study"] and loaded["seeds"] == raw["seeds"]
+    again = analyse(loaded)
+    assert again["claims"] == results["claims"] and again["dose_response"] == results["dose_response"]
+    write_study(loaded, again, tmp_path, 0.0, 0.0, environment)
+    first, second = (json.loads((folder / "verdicts.json").read_text()) for folder in (out, tmp_path))
+    assert first == second  # the same files, the original run's date and times included
+    with pytest.raises(FileNotFoundError, match="reanalyse"):
+        load_study(tmp_path / "nope.json")
+    (tmp_path / "other.json").write_text("{}")
+    with pytest.raises(ValueError, match="not the verdicts.json of a study"):
+        load_study(tmp_path / "other.json")

@@ -156,8 +156,8 @@ def format_effect(value: float | None, unit: str, scale: float, digits: int = 1,
     Example:
         >>> format_effect(0.023, "pts", 100.0), format_effect(-0.0411, "%", 100.0), format_effect(-2.8, "epochs", 1.0)
         ('+2.3 pts', '-4.1%', '-2.8 epochs')
-        >>> format_effect(1.6e-8, "%", 100.0)
-        '+1.6e-06%'
+        >>> format_effect(1.6e-8, "%", 100.0), format_effect(-4.5e-4, "pts", 100.0)
+        ('+1.6e-06%', '-0.045 pts')
     """
     if value is None or not math.isfinite(value):
         return "—"
@@ -167,8 +167,8 @@ def format_effect(value: float | None, unit: str, scale: float, digits: int = 1,
 
 def _number(value: float, digits: int, sign: bool = True) -> str:
     plus = "+" if sign else ""
-    if value != 0 and abs(value) < 0.5 * 10**-digits:
-        return f"{value:{plus}.1e}"
+    if value != 0 and abs(value) < 0.5 * 10**-digits:  # would print as zero: two significant digits instead
+        return f"{value:{plus}.2g}"
     return f"{value:{plus}.{digits}f}"
 
 
@@ -179,14 +179,14 @@ def format_interval(interval: list[float], unit: str, scale: float, digits: int 
         >>> format_interval([-0.012, 0.008], "pts", 100.0), format_interval([float("nan"), 1.0], "%", 100.0)
         ('[-1.2, +0.8] pts', '—')
         >>> format_interval([-1e-8, 3e-8], "%", 100.0)
-        '[-1.0e-06, +3.0e-06]%'
+        '[-1e-06, +3e-06]%'
     """
     low, high = interval
     if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
         return "—"
     suffix = "%" if unit == "%" else f" {unit}"
     if max(abs(low), abs(high)) * scale < 0.5 * 10**-digits:  # both ends would print as 0.0: show them
-        return f"[{low * scale:+.1e}, {high * scale:+.1e}]{suffix}"
+        return f"[{_number(low * scale, digits)}, {_number(high * scale, digits)}]{suffix}"
     return f"[{low * scale:+.{digits}f}, {high * scale:+.{digits}f}]{suffix}"
 
 
@@ -331,8 +331,8 @@ def plan_seeds(
         text = (
             f"{claim.key}: pilot {len(effects)} seeds, sigma_d = {format_effect(sigma, unit, scale, 2, sign=False)}; "
             f"paper effect {format_effect(claim.paper_effect, unit, scale, 2)}; normal approximation "
-            f"n = (({z_alpha:.3f} + {z_power:.3f}) x {sigma * scale:.3f} / {abs(claim.paper_effect) * scale:.3f})^2 "
-            f"= {plan['normal_approximation']:.1f}; paired t-test (noncentral t, two-sided alpha {alpha:g}): "
+            f"n = (({z_alpha:.3f} + {z_power:.3f}) x {_number(sigma * scale, 3, sign=False)} / {abs(claim.paper_effect) * scale:.3f})^2 "
+            f"= {_number(plan['normal_approximation'], 1, sign=False)}; paired t-test (noncentral t, two-sided alpha {alpha:g}): "
             + (
                 f"n = {seeds} (power {plan['power_at_seeds']:.3f})"
                 if seeds is not None

@@ -122,7 +122,7 @@ def test_a_refutation_says_which_side_the_paper_fell_on(effects, paper, why):
 
 def test_tiny_effects_print_as_numbers_not_zeros():
     result = evaluate_claim(claim_with([1e-8, 3e-8, 2e-8], PAPER_LOSS, kind="relative"))
-    assert result["verdict"] == REFUTED and "+2.0e-06%" in result["sentence"] and "0.0%" not in result["sentence"]
+    assert result["verdict"] == REFUTED and "+2e-06%" in result["sentence"] and "0.0%" not in result["sentence"]
 
 
 def test_claim_without_a_paper_effect_reports_the_interval_only():

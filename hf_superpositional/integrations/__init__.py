@@ -5,8 +5,12 @@ checkpoint validation, PEFT, the model card and the Hub.
 - :mod:`.trainer`: ``SuperpositionalTrainer``;
 - :mod:`.checkpoint`: checks a checkpoint before resuming from it;
 - :mod:`.peft`: LoRA adapters that keep their circuits;
-- :mod:`.model_card`: the model card's section;
-- :mod:`.hub`: the exact upload and ``load_trained_model``.
+- :mod:`.model_card`: the model card's section (rendered from ``templates/``);
+- :mod:`.hub`: the exact upload and ``load_trained_model``;
+- :mod:`.remote_code`: the custom code saved beside a quantum model, for ``trust_remote_code=True``;
+- :mod:`.deepspeed`: ``scope="first_n"`` on DeepSpeed ZeRO's flat partitions, and ZeRO launches on CPU;
+- :mod:`.trl`: ``SuperpositionalSFTTrainer``, TRL's ``SFTTrainer`` with ``SuperpositionalTrainer``'s additions
+  (imported on its own: it needs ``trl``).
 """
 
 from .._utils import unwrap_optimizer

@@ -345,9 +345,12 @@ class SuperpositionalAdamW(Optimizer):
         """``"fused"``, or, when a tensor's layouts would make torch's fused kernel mis-step it (see
         :func:`fused_layout_problem`), the path torch would take without it (leaving ``fused`` None) or an
         error (``fused=True``). One stride comparison per tensor per step."""
+        state = self.state
         for p, local in zip(params, local_params, strict=True):
             grad = _local(p.grad) if sharded else p.grad
-            problem = fused_layout_problem(local, grad, new_state=not self.state.get(p))
+            if grad.stride() == local.stride() and state.get(p):  # the usual case, inline: it runs every step
+                continue
+            problem = fused_layout_problem(local, grad, new_state=not state.get(p))
             if problem is None:
                 continue
             if group["fused"]:
@@ -373,7 +376,7 @@ class SuperpositionalAdamW(Optimizer):
         fused = impl == "fused"
         # Like torch: the step counter lives on CPU unless a fused kernel or capturable needs it on the device.
         on_device = fused or group["capturable"]
-        amsgrad = group["amsgrad"]
+        amsgrad, differentiable = group["amsgrad"], group["differentiable"]
         has_complex = False
         grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps = [], [], [], [], []
         for p, local in zip(params_with_grad, local_params, strict=True):
@@ -397,14 +400,20 @@ class SuperpositionalAdamW(Optimizer):
                 # torch creates it with the state; a group switched to amsgrad later starts from zeros,
                 # where max(0, v) = v is exactly amsgrad's first step.
                 state["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            if group["differentiable"] and state["step"].requires_grad:
+            if differentiable and state["step"].requires_grad:
                 raise RuntimeError("`requires_grad` is not supported for `step` in differentiable mode")
+            steps.append(state["step"])
+            if not (sharded or amsgrad or local.is_complex()):  # the usual case, without temporaries
+                grads.append(grad)
+                exp_avgs.append(state["exp_avg"])
+                exp_avg_sqs.append(state["exp_avg_sq"])
+                continue
             tensors = [grad, state["exp_avg"], state["exp_avg_sq"]]
             if amsgrad:
                 tensors.append(state["max_exp_avg_sq"])
             if sharded:
                 tensors = [_local(t) for t in tensors]
-            if torch.is_complex(local):
+            if local.is_complex():
                 has_complex = True
                 tensors = [real_view(t) for t in tensors]
             grads.append(tensors[0])
@@ -412,7 +421,6 @@ class SuperpositionalAdamW(Optimizer):
             exp_avg_sqs.append(tensors[2])
             if amsgrad:
                 max_exp_avg_sqs.append(tensors[3])
-            steps.append(state["step"])
         if group["capturable"] and not fused:  # torch's fused kernel ignores capturable
             check_capturable_devices(local_params, steps)
         if has_complex:  # stepped and perturbed on the real view (first_n counts real components)

@@ -546,6 +546,20 @@ def test_complex_parameters_match_numpy_reference(option, mode, path):
     assert_matches_numpy(params, numpy_reference(tensors, schedule, [group] * len(tensors)), TOL)
 
 
+@pytest.mark.parametrize("path", ["loop", "foreach", "default"])
+def test_complex_parameters_at_quantum_weight_zero_are_torch_adamw(path):
+    """200 steps of complex (and real) parameters with maximize and amsgrad: torch's AdamW, bit for bit
+    (our default, like torch's on CPU, takes the loop for complex parameters)."""
+    tensors = complex_tensors()
+    schedule = complex_schedule(tensors, 200)
+    kwargs = {**HYPER, "maximize": True, "amsgrad": True, **({} if path == "default" else PATHS[path])}
+    ours_p, ref_p = clone_params(tensors), clone_params(tensors)
+    run(SuperpositionalAdamW(ours_p, quantum_weight=0.0, **kwargs), ours_p, schedule)
+    run(torch.optim.AdamW(ref_p, **kwargs), ref_p, schedule)
+    for a, b in zip(ours_p, ref_p, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)  # (complex values: real and imaginary parts)
+
+
 def test_complex_first_n_counts_real_components():
     """n_qubits=3 on a complex vector perturbs re(z0), im(z0), re(z1) and nothing else."""
     z = torch.tensor([0.3 + 0.2j, 0.4 - 0.1j, 0.1 + 0.6j], dtype=torch.complex128)

@@ -101,7 +101,8 @@ def run_both(case, dtype, omega=0.7, input_scale=1.3):
 def relative_errors(fast, dense) -> dict[str, float]:
     names = ("out", "query", "key", "value", "coefficients", "gate")
     return {
-        name: float((a.detach().double() - b).abs().max() / b.abs().max()) for name, a, b in zip(names, fast, dense, strict=True)
+        name: float((a.detach().double() - b.detach()).abs().max() / b.detach().abs().max())
+        for name, a, b in zip(names, fast, dense, strict=True)
     }
 
 

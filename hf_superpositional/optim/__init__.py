@@ -4,6 +4,7 @@ perturbation backend); nothing here imports a Hugging Face library.
 - :mod:`.adamw`: the ``torch.optim.Optimizer`` (param groups, state, DTensor handling, diagnostics);
 - :mod:`.functional`: the step on plain tensors, a readable per-tensor reference beside the fast paths;
 - :mod:`.masks`: which elements are perturbed (``scope``), by global index under sharding;
+- :mod:`.options`: torch AdamW's options (validation, path choice, ``step`` conversions, complex views);
 - :mod:`.qiskit_backend`: ``sin(pi * theta)`` evaluated by a Qiskit estimator;
 - :mod:`.args`: the ``optim_args`` string of ``TrainingArguments``, parsed and typed.
 """

@@ -148,7 +148,7 @@ def _apply(model_fn, **kwargs):
 
 def _flash(kv_heads=1, dtype=torch.float32, **kwargs):
     def call(_tmp):
-        from hf_superpositional.quantum.kernels.flash_attention import circuit_flash_attention
+        from hf_superpositional.quantum.kernels.flash import circuit_flash_attention
 
         query, key = torch.zeros(1, 2, 4, 8, dtype=dtype), torch.zeros(1, kv_heads, 4, 8, dtype=dtype)
         coefficients, gate = torch.zeros(2, 3), torch.ones(1)
@@ -158,7 +158,7 @@ def _flash(kv_heads=1, dtype=torch.float32, **kwargs):
 
 
 def _flash_switch(_tmp):
-    from hf_superpositional.quantum.kernels.flash_attention import set_flash_attention
+    from hf_superpositional.quantum.kernels import set_flash_attention
 
     set_flash_attention("no")
 
@@ -475,7 +475,7 @@ CASES: list[Case] = [
     Case("apply-layer-out-of-range", APPLY, "`layers=[5]` on a 2-layer model", ValueError, r"`layers` must hold indices in \[0, 1\], got \[5\]", _apply(_tiny_llama, layers=[5])),
     Case("apply-unknown-override", APPLY, "`n_qubit=3` (typo)", ValueError, r"Unknown QuantumAttentionConfig keys \['n_qubit'\]; valid keys are", _apply(_tiny_llama, n_qubit=3)),
     Case("apply-different-config", APPLY, "a model already patched with another config", ValueError, r"already patched with .*call remove_quantum_attention\(model\) before", _apply(_patched_twice, n_qubits=3)),
-    # ---- the fused CPU attention kernel (quantum/kernels/flash_attention.py)
+    # ---- the fused CPU attention kernel (quantum/kernels/flash.py)
     Case("flash-key-padding-shape", FLASH, "`key_padding` of shape `[1, 5]` for 4 keys", ValueError, r"key_padding must be a boolean \[B, S_kv\] = \[1, 4\] tensor, got \(1, 5\)", _flash(key_padding=torch.ones(1, 5, dtype=torch.bool))),
     Case("flash-kv-heads", FLASH, "key/value with 3 heads for 2 query heads", ValueError, r"key and value must be \[B, H_kv, S_kv, D\] with query's B and D and H_kv dividing query's heads 2", _flash(kv_heads=3)),
     Case("flash-float16", FLASH, "float16 query, key and value", ValueError, r"query must be a 4-D \[B, H, S, D\] tensor of dtype \(torch.float32, torch.float64, torch.bfloat16\)", _flash(dtype=torch.float16)),

@@ -6,7 +6,7 @@ Two implementations, registered by :func:`register_quantum_attention` (called wh
 
 - ``"quantum"``: :func:`quantum_attention_forward`. On CPU (float32, float64, bfloat16; causal, key-padded or
   unmasked; GQA) it runs the fused flash-style kernel
-  (:func:`~hf_superpositional.quantum.kernels.flash_attention.circuit_flash_attention`: the circuit term
+  (:func:`~hf_superpositional.quantum.kernels.flash.circuit_flash_attention`: the circuit term
   inside an online softmax, no ``[B, H, L, L]`` tensor, memory linear in the sequence length). Everywhere
   else -- other devices and dtypes, other masks, dropout in training, ``output_attentions``, every gate 0 --
   the dense reference: transformers' eager attention with the circuit term added to the logits in float32.
@@ -40,8 +40,8 @@ from transformers.masking_utils import (
 )
 
 from ..naming import QUANTUM_ATTENTION, QUANTUM_CONFIG_KEY, QUANTUM_FLEX_ATTENTION, QUANTUM_MODULE_NAME
-from ..quantum.kernels.flash_attention import FLASH_DTYPES, circuit_flash_attention, flash_attention_enabled
-from ..quantum.kernels.flash_attention import flash_attention_runs_on
+from ..quantum.kernels import flash_attention_enabled
+from ..quantum.kernels.flash import FLASH_DTYPES, circuit_flash_attention, flash_attention_runs_on
 from ..quantum.kernels.flex import circuit_score_mod
 from ..quantum.kernels.flex_gradient import FlexScoreMask, flex_circuit_gradient
 from ..quantum.masks import apply_attention_mask, causal_mask_mod

@@ -8,7 +8,7 @@ Calls the attention functions registered in transformers' ``AttentionInterface``
 - ``eager``: ``eager_attention_forward`` with its float causal mask (what ``"eager"`` gets);
 - ``quantum``: ``attn_implementation="quantum"`` as it runs by default (``mask=None``: the ``"quantum"`` mask
   builder returns ``None`` for an unpadded batch too), a per-layer circuit with 4 qubits, depth 2, gate 1.
-  On CPU that is the fused flash-style kernel (``quantum/kernels/flash_attention.py``);
+  On CPU that is the fused flash-style kernel (``quantum/kernels/flash.py``);
 - ``quantum dense``: the same call with the fused kernel switched off (``set_flash_attention(False)``): the
   dense reference path, which holds ``[B, H, S, S]`` probabilities like eager attention;
 - ``quantum dense [<kernel>]``: the dense path with another circuit kernel (``--circuit-kernels``);
@@ -132,7 +132,7 @@ def bench_shape(device, dtype, shape, repeats, warmup, circuit_kernels, max_dens
     from hf_superpositional.attention.circuit_module import QuantumCircuitParameters
     from hf_superpositional.attention.config import QuantumAttentionConfig
     from hf_superpositional.quantum.kernels import set_circuit_kernel
-    from hf_superpositional.quantum.kernels.flash_attention import set_flash_attention
+    from hf_superpositional.quantum.kernels import set_flash_attention
 
     batch, heads, length, head_dim = shape
     generator = torch.Generator().manual_seed(0)

@@ -21,7 +21,8 @@ from hf_superpositional.attention.interface import (
     register_quantum_attention,
 )
 from hf_superpositional.attention.patch import apply_quantum_attention
-from hf_superpositional.quantum.kernels.flash_attention import flash_attention, flash_attention_runs_on
+from hf_superpositional.quantum.kernels import flash_attention
+from hf_superpositional.quantum.kernels.flash import flash_attention_runs_on
 from tests.attention.attention_cases import random_qkv
 from tests.tiny_models import tiny_causal_lm, tiny_input_ids, tiny_llama
 

@@ -15,7 +15,7 @@ from transformers import AutoModelForCausalLM
 
 import hf_superpositional
 from hf_superpositional.integrations.hub import load_trained_model
-from hf_superpositional.quantum.kernels.flash_attention import flash_attention
+from hf_superpositional.quantum.kernels import flash_attention
 from tests.fixtures import pre_redesign as fixture
 
 

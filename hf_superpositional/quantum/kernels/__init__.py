@@ -25,6 +25,11 @@ backward; no score-sized temporaries beyond the outputs and one small chunk):
 ``"auto"`` (the default) picks ``"cpp"`` for CPU tensors when the C++ kernel builds, ``"compiled"`` for
 CUDA tensors and ``"eager"`` otherwise. :func:`set_circuit_kernel` changes the default for the process and
 :func:`circuit_kernel` for a ``with`` block; a ``kernel=`` argument overrides it for one call.
+
+On CPU, ``attn_implementation="quantum"`` also has a fused attention kernel with the circuit term inside
+(:mod:`.flash`), used where its masks apply and the ``"cpp"`` kernel runs; :func:`set_flash_attention` and
+:func:`flash_attention` switch it off (the dense reference path then runs) and on. These two choices are the
+only process-wide settings of the circuit maths.
 """
 
 from __future__ import annotations
@@ -42,9 +47,12 @@ __all__ = [
     "KERNEL_CHOICES",
     "CircuitKernel",
     "circuit_kernel",
+    "flash_attention",
+    "flash_attention_enabled",
     "get_circuit_kernel",
     "resolve_circuit_kernel",
     "set_circuit_kernel",
+    "set_flash_attention",
 ]
 
 
@@ -77,7 +85,9 @@ CIRCUIT_KERNELS: dict[str, CircuitKernel] = {
 KERNEL_CHOICES: tuple[str, ...] = ("auto", *CIRCUIT_KERNELS)
 """Valid values of every ``kernel=`` argument: ``"auto"`` or a name of :data:`CIRCUIT_KERNELS`."""
 
-_selected = {"kernel": "auto"}  # the process-wide default; the only mutable setting of the circuit maths
+# The process-wide settings, the only mutable state of the circuit maths: the default circuit kernel, and
+# whether attn_implementation="quantum" may take the fused attention kernel (:mod:`.flash`).
+_settings = {"kernel": "auto", "flash_attention": True}
 
 
 def _check_choice(kernel: str, argument: str = "kernel") -> str:
@@ -93,7 +103,7 @@ def get_circuit_kernel() -> str:
         >>> get_circuit_kernel() in KERNEL_CHOICES
         True
     """
-    return _selected["kernel"]
+    return _settings["kernel"]
 
 
 def set_circuit_kernel(kernel: str) -> str:
@@ -106,7 +116,7 @@ def set_circuit_kernel(kernel: str) -> str:
         >>> previous = set_circuit_kernel("eager")
         >>> _ = set_circuit_kernel(previous)
     """
-    previous, _selected["kernel"] = _selected["kernel"], _check_choice(kernel)
+    previous, _settings["kernel"] = _settings["kernel"], _check_choice(kernel)
     return previous
 
 
@@ -150,3 +160,44 @@ def resolve_circuit_kernel(kernel: str | None, device: torch.device) -> CircuitK
         if not CIRCUIT_KERNELS["cpp"].runs_on(device):
             kernel = "eager"
     return CIRCUIT_KERNELS[kernel]
+
+
+def flash_attention_enabled() -> bool:
+    """Whether ``attn_implementation="quantum"`` may use the fused CPU kernel (:mod:`.flash`; default ``True``).
+
+    Example:
+        >>> flash_attention_enabled() in (True, False)
+        True
+    """
+    return _settings["flash_attention"]
+
+
+def set_flash_attention(enabled: bool) -> bool:
+    """Allow (``True``) or forbid the fused CPU kernel in ``attn_implementation="quantum"``; returns the previous setting.
+
+    Forbidden, quantum attention runs its dense reference path (scores materialised) on CPU as well.
+
+    Example:
+        >>> previous = set_flash_attention(False)
+        >>> _ = set_flash_attention(previous)
+    """
+    if not isinstance(enabled, bool):
+        raise ValueError(f"enabled must be a bool, got {enabled!r}")
+    previous, _settings["flash_attention"] = _settings["flash_attention"], enabled
+    return previous
+
+
+@contextlib.contextmanager
+def flash_attention(enabled: bool) -> Iterator[bool]:
+    """:func:`set_flash_attention` inside a ``with`` block (or as a decorator), then the previous setting again.
+
+    Example:
+        >>> with flash_attention(False):
+        ...     flash_attention_enabled()
+        False
+    """
+    previous = set_flash_attention(enabled)
+    try:
+        yield enabled
+    finally:
+        set_flash_attention(previous)

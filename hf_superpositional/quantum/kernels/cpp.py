@@ -3,7 +3,7 @@
 The sources are ``csrc/*.cpp`` beside this file: the circuit term (forward and backward, with the softmax
 scale and causal mask; ``circuit_term.cpp``), the circuit sampler of ``fourier_coefficients``
 (``statevector.cpp``) and the fused flash-style quantum attention (``flash_attention.cpp``, see
-:mod:`.flash_attention`), with the SIMD vectors, sin/cos and exp they share (``simd.h``), compiled into one
+:mod:`.flash`), with the SIMD vectors, sin/cos and exp they share (``simd.h``), compiled into one
 extension. It is built once per machine (10-60 s) by ``torch.utils.cpp_extension.load`` into torch's
 extension cache (``~/.cache/torch_extensions`` or ``$TORCH_EXTENSIONS_DIR``) under a name that hashes the
 sources and headers, the compiler flags and the torch version, so an edited source, another instruction set

@@ -71,7 +71,7 @@ expected = add_circuit_term(logits, coefficients, gate, omega=1.0, kernel="eager
 assert torch.equal(out, expected) and torch.equal(again, expected)
 assert coefficients_again.shape == (2, 5)
 # The fused attention kernel lives in the same extension: quantum attention takes its dense path instead.
-from hf_superpositional.quantum.kernels.flash_attention import flash_attention_runs_on
+from hf_superpositional.quantum.kernels.flash import flash_attention_runs_on
 assert not flash_attention_runs_on(torch.device("cpu"))
 print("fell back")
 """

@@ -1,4 +1,4 @@
-// Flash-style quantum attention on CPU (hf_superpositional.quantum.kernels.flash_attention):
+// Flash-style quantum attention on CPU (hf_superpositional.quantum.kernels.flash):
 //
 //   out = softmax(z + Phi(frequency * z) + mask) V,   z = scale * Q K^T,
 //   Phi(t) = sum_j table[j] cos(j t) + table[K+1+j] sin(j t)   (the gate is folded into the table),

@@ -1,4 +1,4 @@
-"""The fused flash-style CPU kernel (quantum/kernels/flash_attention.py, csrc/flash_attention.cpp) against dense
+"""The fused flash-style CPU kernel (quantum/kernels/flash.py, csrc/flash_attention.cpp) against dense
 attention written here in float64: outputs and the gradients of query, key, value, coefficients and gate;
 gradcheck; masks (causal, key padding, queries that see no key), grouped-query attention, sequence lengths
 that are not multiples of the tiles, bfloat16, determinism across thread counts, linear memory."""
@@ -9,13 +9,8 @@ import pytest
 import torch
 
 from hf_superpositional.profiling import cpu_peak_bytes
-from hf_superpositional.quantum.kernels.flash_attention import (
-    circuit_flash_attention,
-    flash_attention,
-    flash_attention_enabled,
-    flash_attention_runs_on,
-    set_flash_attention,
-)
+from hf_superpositional.quantum.kernels import flash_attention, flash_attention_enabled, set_flash_attention
+from hf_superpositional.quantum.kernels.flash import circuit_flash_attention, flash_attention_runs_on
 
 pytestmark = pytest.mark.skipif(
     not flash_attention_runs_on(torch.device("cpu")),

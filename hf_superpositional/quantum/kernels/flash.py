@@ -17,15 +17,13 @@ padding query) gets what the dense reference gives it: the uniform average of ev
 for the query, keys or circuit.
 
 The reference it is tested against is dense attention (:func:`~hf_superpositional.quantum.ops.circuit_attention_probs`
-and a float64 re-derivation in the tests). :func:`set_flash_attention` / :func:`flash_attention` switch the
-fused path of ``attn_implementation="quantum"`` off and on (on by default; it needs the ``"cpp"`` circuit
+and a float64 re-derivation in the tests). Whether ``attn_implementation="quantum"`` uses this kernel is a
+setting of the kernel registry (:func:`~hf_superpositional.quantum.kernels.set_flash_attention` /
+:func:`~hf_superpositional.quantum.kernels.flash_attention`; on by default; it needs the ``"cpp"`` circuit
 kernel).
 """
 
 from __future__ import annotations
-
-import contextlib
-from collections.abc import Iterator
 
 import torch
 
@@ -33,61 +31,10 @@ from ..series import check_coefficients, check_positive_finite
 from . import resolve_circuit_kernel
 from .cpp import load_cpu_extension
 
-__all__ = [
-    "FLASH_DTYPES",
-    "circuit_flash_attention",
-    "flash_attention",
-    "flash_attention_enabled",
-    "flash_attention_runs_on",
-    "set_flash_attention",
-]
+__all__ = ["FLASH_DTYPES", "circuit_flash_attention", "flash_attention_runs_on"]
 
 FLASH_DTYPES = (torch.float32, torch.float64, torch.bfloat16)
 """Query/key/value dtypes the fused kernel takes (bfloat16 is computed in float32)."""
-
-_enabled = {"flash": True}  # the process-wide switch of the fused path in attn_implementation="quantum"
-
-
-def flash_attention_enabled() -> bool:
-    """Whether ``attn_implementation="quantum"`` may use the fused CPU kernel (default ``True``).
-
-    Example:
-        >>> flash_attention_enabled() in (True, False)
-        True
-    """
-    return _enabled["flash"]
-
-
-def set_flash_attention(enabled: bool) -> bool:
-    """Allow (``True``) or forbid the fused CPU kernel in ``attn_implementation="quantum"``; returns the previous setting.
-
-    Forbidden, quantum attention runs its dense reference path (scores materialised) on CPU as well.
-
-    Example:
-        >>> previous = set_flash_attention(False)
-        >>> _ = set_flash_attention(previous)
-    """
-    if not isinstance(enabled, bool):
-        raise ValueError(f"enabled must be a bool, got {enabled!r}")
-    previous, _enabled["flash"] = _enabled["flash"], enabled
-    return previous
-
-
-@contextlib.contextmanager
-def flash_attention(enabled: bool) -> Iterator[bool]:
-    """:func:`set_flash_attention` inside a ``with`` block, then the previous setting again.
-
-    Example:
-        >>> with flash_attention(False):
-        ...     flash_attention_enabled()
-        False
-    """
-    previous = set_flash_attention(enabled)
-    try:
-        yield enabled
-    finally:
-        set_flash_attention(previous)
-
 
 def flash_attention_runs_on(device: torch.device) -> bool:
     """Whether the fused kernel can run for tensors on ``device`` now: a CPU, the ``"cpp"`` circuit kernel

@@ -16,7 +16,7 @@ __all__ = [
     "unwrap_optimizer",
 ]
 
-TESTED_TRANSFORMERS_VERSION = "5.23"
+TESTED_TRANSFORMERS_VERSION = "5.25"
 """The transformers release whose private hooks (optimizer registry, loading path, push ignore patterns)
 this package was written and tested against."""
 

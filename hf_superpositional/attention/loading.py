@@ -8,7 +8,7 @@ weights, and ``config.json`` gains two entries, ``"quantum_attention": {...}`` (
 ``model_type`` stays ``"llama"`` / ``"mistral"`` / ``"qwen2"``, so tokenizers, PEFT's default LoRA targets and
 other tooling keep recognising the architecture.
 
-Loading needs two things transformers (tested: 5.23) does not do for a foreign sub-module: build the circuit modules
+Loading needs two things transformers (tested: ``TESTED_TRANSFORMERS_VERSION``) does not do for a foreign sub-module: build the circuit modules
 *before* the weights are read (so their keys are expected and loaded rather than reported unexpected), and
 initialise them when a checkpoint lacks them (transformers builds the model on the ``meta`` device,
 materialises missing keys with ``torch.empty_like`` and then runs ``initialize_weights`` ->

@@ -11,7 +11,7 @@ transformers has no public optimizer registry. The stock path is:
 Both are private, so the hook is feature-detected: when something is missing it raises a ``RuntimeError``
 that names the missing piece and points at the supported fallback, the public factory
 :func:`superpositional_optimizer_cls_and_kwargs` for ``Trainer(optimizer_cls_and_kwargs=...)``, which
-relies only on public Trainer API. Tested against transformers 5.23.
+relies only on public Trainer API. Tested against transformers ``TESTED_TRANSFORMERS_VERSION``.
 """
 
 from __future__ import annotations

@@ -58,13 +58,13 @@ from .integrations.remote_code import install_remote_code_saving, uninstall_remo
 from .naming import QUANTUM_CONFIG_KEY, QUANTUM_MODULE_NAME, is_quantum_parameter_name
 from .optim import SuperpositionalAdamW
 from .optim.args import VALID_OPTIM_ARG_KEYS, format_optim_args, parse_optim_args
+from .quantum import add_circuit_term, circuit_kernel, fourier_coefficients, set_circuit_kernel
 from .reproduction.presets import (
     GSM8K,
     TEXT_CLASSIFICATION,
     gsm8k_training_arguments,
     text_classification_training_arguments,
 )
-from .quantum import add_circuit_term, circuit_kernel, fourier_coefficients, set_circuit_kernel
 
 __version__ = "0.1.0"
 

@@ -49,7 +49,7 @@ from hf_superpositional.integrations import ModelCardInfo, SuperpositionalTraine
 from hf_superpositional.integrations.peft import quantum_lora_config
 from hf_superpositional.tasks.gsm8k.arguments import DataArguments, GenerationEvalArguments, ModelArguments
 from hf_superpositional.tasks.gsm8k.data import build_sft_dataset, pad_collate
-from hf_superpositional.tasks.gsm8k.evaluation import evaluate_generation, mean_answer_loss
+from hf_superpositional.tasks.gsm8k.evaluation import evaluate_and_save, mean_answer_loss
 from hf_superpositional.tasks.gsm8k.model import check_context_length, load_model
 from hf_superpositional.tasks.gsm8k.tokenizer import load_tokenizer
 
@@ -242,45 +242,15 @@ def run(args: RecipeArgs, data: PreparedData) -> tuple[dict[str, Any], Superposi
             "eval_samples": len(data.eval_dataset),
             "eval_rows_truncated": data.eval_stats["truncated"],
         }
-        n_generate = args.generation.generation_eval_samples
-        rows = data.eval_rows if n_generate is None else data.eval_rows[:n_generate]
-        generations = None
-        if rows:
-            generations = evaluate_generation(
-                trainer.model,
-                data.tokenizer,
-                rows,
-                batch_size=args.generation.generation_batch_size,
-                max_new_tokens=args.generation.max_new_tokens,
-                progress=not training.disable_tqdm,
-            )
-            eval_metrics.update(
-                gsm8k_accuracy_strict=generations["accuracy_strict"],
-                gsm8k_accuracy_flexible=generations["accuracy_flexible"],
-                gsm8k_invalid_strict=generations["invalid_strict"],
-                gsm8k_invalid_flexible=generations["invalid_flexible"],
-                gsm8k_generation_samples=generations["num_samples"],
-            )
-        trainer.log_metrics("eval", eval_metrics)
-        trainer.save_metrics("eval", eval_metrics)
-        if generations is not None and trainer.is_world_process_zero():
-            with open(Path(training.output_dir) / "generations.jsonl", "w", encoding="utf-8") as handle:
-                for prediction in generations["predictions"]:
-                    handle.write(json.dumps(prediction) + "\n")
-
-        card.results = {
-            "train_loss (mean over training)": train_metrics["train_loss"],
-            "eval_loss (mean held-out loss)": eval_metrics["eval_loss"],
-        }
-        for key in ("gsm8k_accuracy_strict", "gsm8k_accuracy_flexible", "gsm8k_generation_samples"):
-            if key in eval_metrics:
-                card.results[key] = eval_metrics[key]
-        if training.push_to_hub:
-            # Saves the model, writes the card (with the results above) and uploads output_dir.
-            trainer.push_to_hub(commit_message="End of training")
-        else:
-            trainer.save_model()
-            trainer.create_model_card()  # README.md: exactly the card a push would upload
+        evaluate_and_save(
+            trainer,
+            data.tokenizer,
+            data.eval_rows,
+            args.generation,
+            train_metrics=train_metrics,
+            eval_metrics=eval_metrics,
+            eval_loss_label="eval_loss (mean held-out loss)",
+        )
         logger.info("wrote %s", training.output_dir)
         results = {
             "train": train_metrics,

@@ -27,7 +27,6 @@ Bad input prints one ``gsm8k_sft_trl.py: error: ...`` line and exits with status
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +41,7 @@ from hf_superpositional.integrations import ModelCardInfo
 from hf_superpositional.integrations.peft import quantum_lora_config
 from hf_superpositional.tasks.gsm8k.arguments import DataArguments, GenerationEvalArguments, ModelArguments
 from hf_superpositional.tasks.gsm8k.data import chat_messages
-from hf_superpositional.tasks.gsm8k.evaluation import evaluate_generation
+from hf_superpositional.tasks.gsm8k.evaluation import evaluate_and_save
 from hf_superpositional.tasks.gsm8k.model import load_model
 from hf_superpositional.tasks.gsm8k.tokenizer import load_tokenizer
 
@@ -156,40 +155,15 @@ def run(args: RecipeArgs) -> tuple[dict[str, Any], Any]:
     trainer.save_metrics("train", train_metrics)
     trainer.save_state()
     eval_metrics = trainer.evaluate()  # eval_loss: the completion tokens' mean loss, as TRL computes it
-    n_generate = args.generation.generation_eval_samples
-    rows = eval_rows if n_generate is None else eval_rows[:n_generate]
-    generations = None
-    if rows:
-        generations = evaluate_generation(
-            trainer.model,
-            tokenizer,
-            rows,
-            batch_size=args.generation.generation_batch_size,
-            max_new_tokens=args.generation.max_new_tokens,
-            progress=not training.disable_tqdm,
-        )
-        eval_metrics.update(
-            gsm8k_accuracy_strict=generations["accuracy_strict"],
-            gsm8k_accuracy_flexible=generations["accuracy_flexible"],
-            gsm8k_generation_samples=generations["num_samples"],
-        )
-    trainer.log_metrics("eval", eval_metrics)
-    trainer.save_metrics("eval", eval_metrics)
-    if generations is not None and trainer.is_world_process_zero():
-        with open(Path(training.output_dir) / "generations.jsonl", "w", encoding="utf-8") as handle:
-            for prediction in generations["predictions"]:
-                handle.write(json.dumps(prediction) + "\n")
-    card = trainer.model_card_info
-    card.results = {"train_loss (mean over training)": train_metrics["train_loss"]}
-    card.results["eval_loss (completion tokens)"] = eval_metrics["eval_loss"]
-    for key in ("gsm8k_accuracy_strict", "gsm8k_accuracy_flexible", "gsm8k_generation_samples"):
-        if key in eval_metrics:
-            card.results[key] = eval_metrics[key]
-    if training.push_to_hub:
-        trainer.push_to_hub(commit_message="End of training")  # saves, writes the card, uploads output_dir
-    else:
-        trainer.save_model()
-        trainer.create_model_card()  # README.md: exactly the card a push would upload
+    evaluate_and_save(
+        trainer,
+        tokenizer,
+        eval_rows,
+        args.generation,
+        train_metrics=train_metrics,
+        eval_metrics=eval_metrics,
+        eval_loss_label="eval_loss (completion tokens)",
+    )
     return {"train": train_metrics, "eval": eval_metrics, "log_history": trainer.state.log_history}, trainer
 
 

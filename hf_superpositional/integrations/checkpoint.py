@@ -23,7 +23,6 @@ the run:
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 import os
 import re
@@ -38,8 +37,8 @@ import torch
 from torch import nn
 
 from ..attention import QuantumAttentionConfig, get_quantum_attention_config
-from ..naming import QUANTUM_CONFIG_KEY, QUANTUM_MODULE_NAME, is_quantum_parameter_name
 from ..attention.loading import QUANTUM_ADAPTER_CONFIG_NAME
+from ..naming import QUANTUM_CONFIG_KEY, QUANTUM_MODULE_NAME, is_quantum_parameter_name
 from ..optim import SuperpositionalAdamW
 from .checkpoint_files import (
     CHECKSUMS_FILE,

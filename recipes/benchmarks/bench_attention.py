@@ -131,8 +131,7 @@ def bench_shape(device, dtype, shape, repeats, warmup, circuit_kernels, max_dens
 
     from hf_superpositional.attention.circuit_module import QuantumCircuitParameters
     from hf_superpositional.attention.config import QuantumAttentionConfig
-    from hf_superpositional.quantum.kernels import set_circuit_kernel
-    from hf_superpositional.quantum.kernels import set_flash_attention
+    from hf_superpositional.quantum.kernels import set_circuit_kernel, set_flash_attention
 
     batch, heads, length, head_dim = shape
     generator = torch.Generator().manual_seed(0)

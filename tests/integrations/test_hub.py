@@ -202,7 +202,11 @@ def test_push_to_hub_uploads_a_folder_that_reloads_with_quantum_attention(tmp_pa
 
 
 def test_a_quantum_model_loaded_after_the_registration_was_undone_names_the_import(tmp_path):
-    from hf_superpositional import apply_quantum_attention, register_quantum_attention, unregister_quantum_attention
+    from hf_superpositional import (
+        apply_quantum_attention,
+        register_quantum_attention,
+        unregister_quantum_attention,
+    )
     from tests.tiny_models import tiny_llama
 
     apply_quantum_attention(tiny_llama(), gate_init=0.5).save_pretrained(tmp_path)

@@ -106,7 +106,10 @@ def test_optimizer_backend_matches_analytic_one_call_per_step(backend, path, cou
                 )
         else:
             opt = SuperpositionalAdamW(groups, lr=0.05, quantum_weight=0.7, **path)
-        model = lambda inp, p=params: torch.tanh(inp @ p[0].T + p[1]) @ p[2].T + p[3]
+
+        def model(inp, p=params):
+            return torch.tanh(inp @ p[0].T + p[1]) @ p[2].T + p[3]
+
         for _ in range(3):
             opt.zero_grad()
             torch.nn.functional.mse_loss(model(x), y).backward()

@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from hf_superpositional.reproduction.reporting import finite_or_none, format_table, summarize, verdict, write_report
+from hf_superpositional.reproduction.reporting import (
+    finite_or_none,
+    format_table,
+    summarize,
+    verdict,
+    write_report,
+)
 from hf_superpositional.reproduction.statistics import welch_test
 
 # A fixed results dict: three seeds, four epochs. Final accuracies: AdamW .90 .92 .91, lambda=0.5 .95 .96 .94.

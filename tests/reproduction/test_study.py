@@ -127,7 +127,7 @@ def test_claims_hold_the_raw_per_seed_values(studied):
     accuracy = claims["tc_final_accuracy"]
     luck = [0.915 + 0.02 * np.sin(s) for s in seeds]
     assert accuracy["baseline_values"] == pytest.approx(luck)
-    assert accuracy["treatment_values"] == pytest.approx([v + 0.003 + 0.02 * np.cos(2.5 * s) for v, s in zip(luck, seeds)])
+    assert accuracy["treatment_values"] == pytest.approx([v + 0.003 + 0.02 * np.cos(2.5 * s) for v, s in zip(luck, seeds, strict=True)])
     ref = stats.ttest_rel(accuracy["treatment_values"], accuracy["baseline_values"]).confidence_interval(0.95)
     assert accuracy["ci"] == pytest.approx([ref.low, ref.high])
     # 4 epochs: the curve reaches 90% at the last epoch iff the final accuracy is >= 90%, else never (-> 5)

@@ -2,27 +2,34 @@
 
 - :func:`generate_answers`, :func:`evaluate_generation`: greedy, batched, left-padded generation, graded
   with :mod:`.answers`;
-- :func:`mean_answer_loss`: the mean loss on the answer tokens of held-out rows.
+- :func:`mean_answer_loss`: the mean loss on the answer tokens of held-out rows;
+- :func:`evaluate_and_save`: what the GSM8K training recipes do after training (generation metrics, logs,
+  ``generations.jsonl``, the card's results, save or push), written once for the Trainer and TRL recipes.
 
 Both split rows between processes under ``accelerate launch`` (:func:`shard_rows`, :func:`unshard_rows`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from ...integrations.model_card import ModelCardInfo
 from .answers import gsm8k_accuracy, is_correct
 from .data import IGNORE_INDEX, pad_collate, prompt_token_ids
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "GENERATION_METRICS",
     "end_of_turn_token_ids",
+    "evaluate_and_save",
     "evaluate_generation",
     "generate_answers",
     "mean_answer_loss",
@@ -291,3 +298,87 @@ def mean_answer_loss(model, features: Sequence[dict], *, pad_token_id: int, batc
         "num_samples": len(per_row),
         "num_tokens": total_tokens,
     }
+
+
+GENERATION_METRICS = {
+    "gsm8k_accuracy_strict": "accuracy_strict",
+    "gsm8k_accuracy_flexible": "accuracy_flexible",
+    "gsm8k_invalid_strict": "invalid_strict",
+    "gsm8k_invalid_flexible": "invalid_flexible",
+    "gsm8k_generation_samples": "num_samples",
+}
+"""The evaluation metrics a GSM8K recipe reports from :func:`evaluate_generation`, by the result key they hold."""
+
+_CARD_METRICS = ("gsm8k_accuracy_strict", "gsm8k_accuracy_flexible", "gsm8k_generation_samples")
+
+
+def evaluate_and_save(
+    trainer,
+    tokenizer,
+    rows: Sequence[dict[str, str]],
+    generation,
+    *,
+    train_metrics: dict[str, Any],
+    eval_metrics: dict[str, Any],
+    eval_loss_label: str,
+) -> dict[str, Any]:
+    """Finish a GSM8K training run: grade generations, log, and save (or push) the model with its card.
+
+    Generates greedy answers to ``rows`` (the first ``generation.generation_eval_samples``, all when ``None``;
+    none when that is 0), adds :data:`GENERATION_METRICS` to ``eval_metrics``, logs and saves them as the
+    Trainer does (``eval_results.json``), writes ``generations.jsonl`` on the main process, puts the training
+    loss, the held-out loss (as ``eval_loss_label``) and the accuracies into the card's results, then pushes to
+    the Hub (``args.push_to_hub``: save, card, upload) or saves the model and writes the card locally.
+
+    Args:
+        trainer: a trained ``SuperpositionalTrainer`` (or TRL's subclass of it); its ``model_card_info`` gets the
+            results.
+        tokenizer: the model's tokenizer.
+        rows: held-out GSM8K rows.
+        generation: the recipe's ``GenerationEvalArguments`` (``generation_eval_samples``,
+            ``generation_batch_size``, ``max_new_tokens``).
+        train_metrics: ``trainer.train(...).metrics``.
+        eval_metrics: the held-out loss metrics so far (with ``eval_loss``); updated in place.
+        eval_loss_label: what ``eval_loss`` measures, as the card should name it.
+
+    Returns:
+        ``eval_metrics``, with the generation metrics added.
+
+    Example:
+        >>> metrics = evaluate_and_save(trainer, tokenizer, eval_rows, args.generation, train_metrics=train,
+        ...                             eval_metrics={"eval_loss": 0.9}, eval_loss_label="eval_loss")  # doctest: +SKIP
+    """
+    training = trainer.args
+    limit = generation.generation_eval_samples
+    rows = list(rows) if limit is None else list(rows)[:limit]
+    generations = None
+    if rows:
+        generations = evaluate_generation(
+            trainer.model,
+            tokenizer,
+            rows,
+            batch_size=generation.generation_batch_size,
+            max_new_tokens=generation.max_new_tokens,
+            progress=not training.disable_tqdm,
+        )
+        eval_metrics.update({name: generations[key] for name, key in GENERATION_METRICS.items()})
+    trainer.log_metrics("eval", eval_metrics)
+    trainer.save_metrics("eval", eval_metrics)
+    if generations is not None and trainer.is_world_process_zero():
+        with open(Path(training.output_dir) / "generations.jsonl", "w", encoding="utf-8") as handle:
+            for prediction in generations["predictions"]:
+                handle.write(json.dumps(prediction) + "\n")
+    if trainer.model_card_info is None:
+        trainer.model_card_info = ModelCardInfo()
+    card = trainer.model_card_info
+    card.results = {
+        "train_loss (mean over training)": train_metrics["train_loss"],
+        eval_loss_label: eval_metrics["eval_loss"],
+    }
+    card.results.update({key: eval_metrics[key] for key in _CARD_METRICS if key in eval_metrics})
+    if training.push_to_hub:
+        trainer.push_to_hub(commit_message="End of training")  # saves, writes the card, uploads output_dir
+    else:
+        trainer.save_model()
+        trainer.create_model_card()  # README.md: exactly the card a push would upload
+    return eval_metrics

@@ -153,10 +153,9 @@ def train(output_dir: str, per_device_batch: int, scope: str = "first_n", stage:
           **extra):  # fmt: skip
     """Train the tiny model; return ``(full parameters, logged losses, rows served, trainer)``."""
     from accelerate.state import AcceleratorState
+    from transformers.integrations.deepspeed import unset_hf_deepspeed_config
 
     from hf_superpositional.integrations.trainer import SuperpositionalTrainer
-
-    from transformers.integrations.deepspeed import unset_hf_deepspeed_config
 
     AcceleratorState._reset_state()  # one DeepSpeed plugin per Accelerator: start each Trainer afresh
     # Every run starts from the same full model: built before this run's arguments and after forgetting the

@@ -129,3 +129,49 @@ def test_process_shards_cover_every_row_once_and_reassemble_in_order(n, world):
     assert all(len(shard) == per_rank for shard, _ in shards)  # same number of forward calls on every rank
     gathered = [x for shard, _ in shards for x in shard]  # what gather_object returns: rank order
     assert unshard_rows(gathered, n, world, per_rank) == items
+
+
+@pytest.mark.parametrize("limit", [None, 2, 0])
+def test_evaluate_and_save_grades_the_first_rows_logs_writes_generations_and_the_cards_results(
+    rows, tokenizer, tiny_model, tmp_path, monkeypatch, limit
+):
+    import json
+    from types import SimpleNamespace
+
+    from transformers import TrainingArguments
+
+    import hf_superpositional.tasks.gsm8k.evaluation as gsm8k
+    from hf_superpositional.integrations import SuperpositionalTrainer
+    from hf_superpositional.tasks.gsm8k.evaluation import GENERATION_METRICS, evaluate_and_save
+
+    sample = rows[:3]
+    asked = []
+
+    def fake_generate(model, tok, questions, **kwargs):
+        asked.extend(questions)
+        return [r["answer"] for r in sample[: len(questions)]]  # every answer right
+
+    monkeypatch.setattr(gsm8k, "generate_answers", fake_generate)
+    args = TrainingArguments(str(tmp_path), report_to=[], use_cpu=True, disable_tqdm=True)
+    trainer = SuperpositionalTrainer(model=tiny_model, args=args, processing_class=tokenizer)
+    generation = SimpleNamespace(generation_eval_samples=limit, generation_batch_size=2, max_new_tokens=8)
+    metrics = evaluate_and_save(
+        trainer, tokenizer, sample, generation, train_metrics={"train_loss": 1.5},
+        eval_metrics={"eval_loss": 0.75}, eval_loss_label="held-out loss",
+    )  # fmt: skip
+
+    graded = 3 if limit is None else limit
+    assert asked == [r["question"] for r in sample[:graded]]
+    saved = json.loads((tmp_path / "eval_results.json").read_text())
+    assert saved == metrics and saved["eval_loss"] == 0.75
+    assert trainer.model_card_info.results["train_loss (mean over training)"] == 1.5
+    assert trainer.model_card_info.results["held-out loss"] == 0.75
+    assert (tmp_path / "model.safetensors").is_file() and (tmp_path / "README.md").is_file()
+    if graded:
+        assert set(GENERATION_METRICS) <= set(metrics) and metrics["gsm8k_accuracy_strict"] == 1.0
+        assert metrics["gsm8k_generation_samples"] == graded
+        lines = (tmp_path / "generations.jsonl").read_text().splitlines()
+        assert [json.loads(line)["question"] for line in lines] == asked
+        assert trainer.model_card_info.results["gsm8k_accuracy_strict"] == 1.0
+    else:
+        assert not set(GENERATION_METRICS) & set(metrics) and not (tmp_path / "generations.jsonl").exists()

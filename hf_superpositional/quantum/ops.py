@@ -16,7 +16,7 @@ import math
 import torch
 
 from .kernels import KERNEL_CHOICES, CircuitKernel, resolve_circuit_kernel
-from .series import check_coefficients, check_positive_finite
+from .series import check_coefficients, check_positive_finite, derivative_rows, gated_series_gradients
 
 __all__ = ["add_circuit_term", "circuit_attention_probs", "circuit_softmax"]
 
@@ -81,9 +81,7 @@ def _term_backward(logits, coefficients, gate, spec: _TermSpec, grad_out, needs,
     coef = coefficients.to(dtype).reshape(-1, width)  # [1 or H, 2K+2]
     gate_c = gate.to(dtype).view(-1, 1)
     # d/dx [gate Phi(s x)] = gate * s * omega * sum_j j (b_j cos(j t) - a_j sin(j t)),  t = s * omega * x.
-    orders = torch.arange(degree + 1, dtype=dtype, device=logits.device)
-    slope = torch.cat((coef[:, degree + 1 :] * orders, -coef[:, : degree + 1] * orders), dim=1)
-    derivative = _per_block(gate_c * slope * spec.frequency, n_lead, n_heads)
+    derivative = _per_block(gate_c * derivative_rows(coef) * spec.frequency, n_lead, n_heads)
 
     query_len = logits.shape[-2] if spec.causal else 1
     grad_scores, moments = spec.kernel.backward(
@@ -96,16 +94,9 @@ def _term_backward(logits, coefficients, gate, spec: _TermSpec, grad_out, needs,
         grad_logits = grad_scores.view(logits.shape).to(logits.dtype)
     if need_moments:
         per_head = moments.view(n_lead, n_heads, width).sum(0)  # sum over scores of grad * basis_j
-        if need_coefficients:
-            grad_c = gate_c * per_head
-            if coefficients.ndim == 2 or coefficients.shape[0] == 1:
-                grad_c = grad_c.sum(0, keepdim=True)
-            grad_coefficients = grad_c.reshape(coefficients.shape).to(coefficients.dtype)
-        if need_gate:
-            grad_g = (coef * per_head).sum(1)
-            if gate.shape[0] == 1:
-                grad_g = grad_g.sum(0, keepdim=True)
-            grad_gate = grad_g.to(gate.dtype)
+        grad_coefficients, grad_gate = gated_series_gradients(
+            per_head, coefficients, gate, dtype, need_coefficients, need_gate
+        )
     return grad_logits, grad_coefficients, grad_gate
 
 

@@ -10,7 +10,8 @@ and ``omega = 1/2`` for ``"amplitude"`` (an amplitude: half-integer frequencies)
 maths of such series and nothing else: the coefficient layout (``[..., 2, K+1]``: row 0 the ``a_j``, row 1
 the ``b_j``), the series (:func:`fourier_series`), its basis (:func:`fourier_basis`), the plain reference
 (:func:`evaluate_fourier`), and the exact sampling that recovers the coefficients from ``2K+1`` values
-(:func:`fourier_sampling`). Every evaluation of ``Phi`` in Python goes through :func:`fourier_series` or
+(:func:`fourier_sampling`), and the two pieces of its calculus the kernels' backward passes share
+(:func:`derivative_rows`, :func:`gated_series_gradients`). Every evaluation of ``Phi`` in Python goes through :func:`fourier_series` or
 :func:`fourier_basis`; the C++ and Triton kernels implement the same recurrences.
 """
 
@@ -28,10 +29,12 @@ from .simulation import check_readout
 __all__ = [
     "check_coefficients",
     "check_positive_finite",
+    "derivative_rows",
     "evaluate_fourier",
     "fourier_basis",
     "fourier_sampling",
     "fourier_series",
+    "gated_series_gradients",
     "readout_frequency",
 ]
 
@@ -187,3 +190,65 @@ def fourier_sampling(degree: int) -> tuple[np.ndarray, np.ndarray]:
     transform = np.concatenate((np.cos(angles) * weight, np.sin(angles) * weight), axis=1)
     transform[:, degree + 1] = 0.0  # b_0: sin(0) = 0 exactly
     return points, transform
+
+
+def derivative_rows(rows: torch.Tensor) -> torch.Tensor:
+    """The coefficient rows of the series' derivative in ``t``, in the kernels' flat layout.
+
+    ``rows[..., :K+1]`` are the ``a_j`` and ``rows[..., K+1:]`` the ``b_j`` (last dimension ``2K+2``); since
+    ``d/dt [a_j cos(j t) + b_j sin(j t)] = (j b_j) cos(j t) + (-j a_j) sin(j t)``, the result holds ``j b_j`` in
+    the cosine half and ``-j a_j`` in the sine half.
+
+    Example:
+        >>> derivative_rows(torch.tensor([[0.5, 1.0, 0.0, 2.0]]))  # 0.5 + cos t + 2 sin t -> 2 cos t - sin t
+        tensor([[ 0.,  2., -0., -1.]])
+    """
+    degree = rows.shape[-1] // 2 - 1
+    orders = torch.arange(degree + 1, dtype=rows.dtype, device=rows.device)
+    return torch.cat((rows[..., degree + 1 :] * orders, -rows[..., : degree + 1] * orders), dim=-1)
+
+
+def gated_series_gradients(
+    moments: torch.Tensor,
+    coefficients: torch.Tensor,
+    gate: torch.Tensor,
+    dtype: torch.dtype,
+    need_coefficients: bool,
+    need_gate: bool,
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Gradients of the gated term ``gate_h * sum_j c_hj basis_j(t)`` from the per-head moments of the backward.
+
+    ``moments[h, j] = sum over head h's scores of dL/dterm * basis_j(t)`` (``[H, 2K+2]``, cosine half then sine
+    half), which is all a kernel's backward has to reduce over the scores. Then ``dL/dc_hj = gate_h *
+    moments[h, j]`` and ``dL/dgate_h = sum_j c_hj moments[h, j]``, summed over the heads where the coefficients
+    (``[2, K+1]`` or ``[1, 2, K+1]``) or the gate (``[1]``) are shared.
+
+    Args:
+        moments: ``[H, 2K+2]`` per-head moments.
+        coefficients: ``[2, K+1]``, ``[1, 2, K+1]`` or ``[H, 2, K+1]``.
+        gate: ``[1]`` or ``[H]``.
+        dtype: the dtype the products are computed in.
+        need_coefficients, need_gate: which gradients to compute (``None`` for the other).
+
+    Returns:
+        ``(grad_coefficients, grad_gate)`` in the shapes and dtypes of ``coefficients`` and ``gate``.
+
+    Example:
+        >>> grad_c, grad_g = gated_series_gradients(torch.ones(2, 4), torch.ones(2, 2), torch.tensor([0.5]),
+        ...                                         torch.float64, True, True)
+        >>> grad_c.tolist(), grad_g.tolist()
+        ([[1.0, 1.0], [1.0, 1.0]], [8.0])
+    """
+    width = moments.shape[-1]
+    grad_coefficients = grad_gate = None
+    if need_coefficients:
+        grad_c = gate.to(dtype).view(-1, 1) * moments
+        if coefficients.ndim == 2 or coefficients.shape[0] == 1:
+            grad_c = grad_c.sum(0, keepdim=True)
+        grad_coefficients = grad_c.reshape(coefficients.shape).to(coefficients.dtype)
+    if need_gate:
+        grad_g = (coefficients.to(dtype).reshape(-1, width) * moments).sum(1)
+        if gate.shape[0] == 1:
+            grad_g = grad_g.sum(0, keepdim=True)
+        grad_gate = grad_g.to(gate.dtype)
+    return grad_coefficients, grad_gate

@@ -9,6 +9,11 @@
   the definitive study (``make study``) and its files.
 """
 
-from .presets import GSM8K, TEXT_CLASSIFICATION, gsm8k_training_arguments, text_classification_training_arguments
+from .presets import (
+    GSM8K,
+    TEXT_CLASSIFICATION,
+    gsm8k_training_arguments,
+    text_classification_training_arguments,
+)
 
 __all__ = ["GSM8K", "TEXT_CLASSIFICATION", "gsm8k_training_arguments", "text_classification_training_arguments"]

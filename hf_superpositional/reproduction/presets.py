@@ -22,7 +22,11 @@ import torch
 from transformers import TrainingArguments
 
 from .._utils import did_you_mean
-from ..integrations.transformers import SUPERPOSITIONAL_ADAMW, is_superpositional_optim, register_superpositional_optimizers
+from ..integrations.transformers import (
+    SUPERPOSITIONAL_ADAMW,
+    is_superpositional_optim,
+    register_superpositional_optimizers,
+)
 from ..optim.args import format_optim_args
 
 __all__ = [

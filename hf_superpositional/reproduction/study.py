@@ -29,13 +29,13 @@ import dataclasses
 import json
 import math
 import time
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .classification import ClassificationSetup, ArmSpec, train_classifier
+from .classification import ArmSpec, ClassificationSetup, train_classifier
 from .gsm8k_analogue import PAPER_MEAN_LOSS, GSM8KAnalogueSetup, gsm8k_arms, train_gsm8k_arm
 from .runs import Job, RunPool
 from .statistics import epochs_to_threshold, mean_std, paired_difference

@@ -351,7 +351,7 @@ def write_study(
 
 def render_markdown(raw: dict[str, Any], results: dict[str, Any], payload: dict[str, Any], paths: dict[str, Path]) -> str:
     """``study.md``: verdict table, one paragraph per claim, power, calibration, dose-response, ablation, GSM8K."""
-    study, setup, env = raw["study"], raw["setup"], payload["environment"]
+    setup, env = raw["setup"], payload["environment"]
     lines = [
         f"# {payload['title']}",
         "",

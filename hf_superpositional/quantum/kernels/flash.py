@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import torch
 
-from ..series import check_coefficients, check_positive_finite
+from ..series import check_coefficients, check_positive_finite, derivative_rows, gated_series_gradients
 from . import resolve_circuit_kernel
 from .cpp import load_cpu_extension
 
@@ -57,12 +57,10 @@ def _tables(coefficients, gate, heads: int, frequency: float, dtype, need_deriva
     gate = gate.to(dtype).view(-1, 1)
     table = (gate * coef).expand(heads, width).contiguous()
     if not need_derivative:
-        return coef, gate, table, None
+        return table, None
     # d/dt sum_j a_j cos(j t) + b_j sin(j t) = sum_j j (b_j cos(j t) - a_j sin(j t)); times dt/dz = frequency.
-    orders = torch.arange(degree + 1, dtype=dtype)
-    slope = torch.cat((coef[:, degree + 1 :] * orders, -coef[:, : degree + 1] * orders), dim=1)
-    derivative = (gate * slope * frequency).expand(heads, width).contiguous()
-    return coef, gate, table, derivative
+    derivative = (gate * derivative_rows(coef) * frequency).expand(heads, width).contiguous()
+    return table, derivative
 
 
 def _compute(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -76,7 +74,7 @@ class _FlashCircuitAttention(torch.autograd.Function):
     def forward(ctx, query, key, value, coefficients, gate, frequency, scale, causal, key_padding):
         dtype = torch.float64 if query.dtype == torch.float64 else torch.float32
         q, k, v = (_compute(t, dtype) for t in (query, key, value))
-        _, _, table, _ = _tables(coefficients, gate, query.shape[1], frequency, dtype, False)
+        table, _ = _tables(coefficients, gate, query.shape[1], frequency, dtype, False)
         out, lse = load_cpu_extension().flash_forward(q, k, v, table, scale, frequency, causal, key_padding)
         ctx.save_for_backward(query, key, value, out, lse, coefficients, gate)
         ctx.settings = (frequency, scale, causal, key_padding)
@@ -90,24 +88,15 @@ class _FlashCircuitAttention(torch.autograd.Function):
         need_coefficients, need_gate = ctx.needs_input_grad[3:5]
         dtype = out.dtype
         q, k, v, grad = (_compute(t, dtype) for t in (query, key, value, grad_out))
-        coef, gate_c, table, derivative = _tables(coefficients, gate, query.shape[1], frequency, dtype, True)
+        table, derivative = _tables(coefficients, gate, query.shape[1], frequency, dtype, True)
         grad_q, grad_k, grad_v, moments = load_cpu_extension().flash_backward(
             grad, q, k, v, out, lse, table, derivative, scale, frequency, causal, key_padding,
             need_coefficients or need_gate,
         )  # fmt: skip
-        grad_coefficients = grad_gate = None
-        # moments[h] = sum over the head's scores of dS * [cos(j t) .., sin(j t) ..], dS the gradient of the
-        # score: d/da_j (gate a_j cos(j t)) gives gate * moments, d/dgate gives the coefficients' dot product.
-        if need_coefficients:
-            grad_c = gate_c * moments
-            if coefficients.ndim == 2 or coefficients.shape[0] == 1:
-                grad_c = grad_c.sum(0, keepdim=True)
-            grad_coefficients = grad_c.reshape(coefficients.shape).to(coefficients.dtype)
-        if need_gate:
-            grad_g = (coef * moments).sum(1)
-            if gate.shape[0] == 1:
-                grad_g = grad_g.sum(0, keepdim=True)
-            grad_gate = grad_g.to(gate.dtype)
+        # moments[h] = sum over the head's scores of dS * [cos(j t) .., sin(j t) ..], dS the gradient of the score.
+        grad_coefficients, grad_gate = gated_series_gradients(
+            moments, coefficients, gate, dtype, need_coefficients, need_gate
+        )
         grads = (g.to(t.dtype) for g, t in ((grad_q, query), (grad_k, key), (grad_v, value)))
         return (*grads, grad_coefficients, grad_gate, None, None, None, None)
 

@@ -22,10 +22,14 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is no
 
 
 def dry_run(target: str, **env_vars: str) -> list[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "CONDA_PREFIX", "CONDA_DEFAULT_ENV")}
+    # Nothing of an enclosing make (the suite itself may run under `make test`) or of the caller's environment
+    # choice may leak in: make reads its variables from the environment.
+    ignored = {"VIRTUAL_ENV", "CONDA_PREFIX", "CONDA_DEFAULT_ENV", "PYTHON", "VENV", "TORCH_VERSION"}
+    ignored |= {"MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "GNUMAKEFLAGS"}
+    env = {k: v for k, v in os.environ.items() if k not in ignored}
     env.update(env_vars)
-    env.pop("MAKEFLAGS", None)
-    proc = subprocess.run(["make", "-n", "-B", target], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    command = ["make", "--no-print-directory", "-n", "-B", target]
+    proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.splitlines()
 

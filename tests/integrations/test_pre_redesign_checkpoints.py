@@ -58,8 +58,8 @@ def test_trainer_checkpoint_resumes_to_the_uninterrupted_run(tmp_path):
         return
     # Another release (make test-oldest runs 5.4) computes the same steps with other float32 roundings: the
     # weights agree to float32 noise (measured 1.0e-6 after steps that move them by 1e-2). Its Trainer also
-    # logs the resumed steps' loss on another scale (5.4: 7/8 of 5.25's value for the same batches and
-    # weights), so only the steps logged before the checkpoint are compared there.
+    # logs the loss on another scale (5.4's stock Trainer, ours alike: 7/8 of the batch's loss, where 5.25 logs
+    # the loss), so only the steps logged before the checkpoint are compared there.
     assert losses[:2] == expected_losses[:2] and len(losses) == len(expected_losses)
     for name, param in trainer.model.named_parameters():
         torch.testing.assert_close(param.detach(), final[name], rtol=1e-4, atol=1e-5, msg=name)

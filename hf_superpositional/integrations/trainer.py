@@ -524,6 +524,10 @@ class SuperpositionalTrainer(Trainer):
                 "was removed, so resume_from_checkpoint=True picks the last complete checkpoint. Free space under "
                 f"{folder.parent} (or set save_total_limit) and resume."
             ) from error
+        # Every process writes files of its own (rng_state_<rank>.pth, DeepSpeed's shards) with no barrier after
+        # them: the checksums are taken once all have finished, or a file another rank is still writing would be
+        # recorded half-written (and the next resume refused as corrupt).
+        self.accelerator.wait_for_everyone()
         if self.args.should_save and folder.is_dir():
             write_checksums(folder)
 

@@ -487,3 +487,30 @@ def test_a_checkpoint_that_fails_to_write_is_removed_with_a_clear_error(tmp_path
         trainer.train()
     assert (tmp_path / "checkpoint-1" / "trainer_state.json").is_file()
     assert not (tmp_path / "checkpoint-2").exists()
+
+
+def test_checksums_are_taken_after_every_process_has_written_its_files(tmp_path, monkeypatch):
+    """Under DDP or DeepSpeed each rank writes files of its own into the checkpoint (``rng_state_<rank>.pth``)
+    with no barrier after them; a checksum taken before another rank has finished records a half-written file,
+    and the next resume refuses the checkpoint as corrupt. Here a second rank is simulated: its file is complete
+    only once the processes meet at ``wait_for_everyone``."""
+    import hashlib
+
+    from hf_superpositional.integrations.checkpoint_files import CHECKSUMS_FILE, verify_checksums
+
+    trainer = SuperpositionalTrainer(
+        model=tiny_llama(), args=args_for(tmp_path, max_steps=1, save_strategy="steps", save_steps=1),
+        train_dataset=ProgressionDataset(),
+    )  # fmt: skip
+    other_rank = b"rank 1's random number generator states"
+
+    def other_rank_finishes_writing():
+        for folder in tmp_path.glob("checkpoint-*"):
+            (folder / "rng_state_1.pth").write_bytes(other_rank)
+
+    monkeypatch.setattr(trainer.accelerator, "wait_for_everyone", other_rank_finishes_writing)
+    trainer.train()
+    folder = tmp_path / "checkpoint-1"
+    recorded = dict(reversed(line.split("  ")) for line in (folder / CHECKSUMS_FILE).read_text().splitlines())
+    assert recorded["rng_state_1.pth"] == hashlib.sha256(other_rank).hexdigest()
+    assert "rng_state_1.pth" in verify_checksums(folder)

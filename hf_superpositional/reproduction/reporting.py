@@ -58,6 +58,7 @@ from typing import Any
 import numpy as np
 
 from .statistics import epochs_to_threshold, mean_std, t_interval, welch_test
+from .verdicts import Claim, evaluate_claim
 
 __all__ = [
     "finite_or_none",
@@ -68,10 +69,6 @@ __all__ = [
     "verdict",
     "write_report",
 ]
-
-SIGNIFICANCE = 0.05
-"""Two-sided p-value below which a difference counts as reproduced."""
-
 
 # ---- summary ----------------------------------------------------------------------------------------------
 
@@ -259,12 +256,44 @@ def format_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def verdict(summary: dict[str, Any]) -> str:
-    """One line saying which of the paper's claims the numbers reproduce, for the ``primary`` arm.
+def _paired(summary: dict[str, Any], name: str, values_key: str) -> dict[int, float]:
+    """Per-seed values of an arm, by seed (epochs to the threshold censored at one past the budget)."""
+    stats = summary["arms"][name]
+    values = stats[values_key]
+    if values_key == "epochs_to_threshold":
+        values = [float(e) if e else float(summary["num_epochs"] + 1) for e in values]
+    return dict(zip(stats["seeds"], values, strict=True))
 
-    A claim counts as reproduced when the difference has the paper's sign and Welch's two-sided p is below
-    :data:`SIGNIFICANCE`: higher final accuracy than the baseline, and fewer epochs to the threshold. The
-    time overhead is reported, not judged (it is a cost the paper states, not a benefit it claims).
+
+def _claim_sentence(summary, key, label, values_key, unit, scale, paper_key) -> str:
+    baseline, primary = summary["baseline"], summary["primary"]
+    base, treat = _paired(summary, baseline, values_key), _paired(summary, primary, values_key)
+    seeds = sorted(seed for seed in treat if seed in base)
+    if not seeds:
+        return f"{label}: UNTESTED (no seed ran both arms)"
+    paper, base_paper = summary["arms"][primary].get("paper") or {}, summary["arms"][baseline].get("paper") or {}
+    effect = None
+    if paper.get(paper_key) is not None and base_paper.get(paper_key) is not None:
+        effect = paper[paper_key] - base_paper[paper_key]
+    claim = Claim(
+        key=key, claim=label, metric=label, baseline=summary["arms"][baseline]["label"],
+        treatment=summary["arms"][primary]["label"], paper_effect=effect or None, unit=unit, scale=scale,
+        seeds=seeds, baseline_values=[base[s] for s in seeds], treatment_values=[treat[s] for s in seeds],
+    )  # fmt: skip
+    return f"{label}: {evaluate_claim(claim)['sentence']}"
+
+
+def verdict(summary: dict[str, Any]) -> str:
+    """The paper's claims about the ``primary`` arm, judged by the rule ``make study`` applies.
+
+    Runs with the same seed share initial weights and data order, so each claim's figure is the 95% interval of
+    the *paired* per-seed difference to the baseline (Welch's unpaired interval beside it), judged against the
+    paper's effect by :func:`hf_superpositional.reproduction.verdicts.judge`: *refuted* when the interval
+    excludes it, *reproduced* when it excludes zero on the paper's side and contains it, otherwise
+    *inconclusive* (with the seeds that would decide it). Claims: final accuracy, and epochs to the threshold
+    (a seed that never reaches it counts as one epoch past the budget). The time overhead is reported, not
+    judged (it is a cost the paper states, not a benefit it claims). With the paper's effect unknown, only the
+    interval is described.
 
     Example:
         >>> verdict({"threshold": 0.9, "baseline": "a", "primary": None, "arms": {}})
@@ -274,47 +303,20 @@ def verdict(summary: dict[str, Any]) -> str:
     if primary is None:
         return "Verdict: no primary arm named, nothing to judge."
     p_stats, b_stats = summary["arms"][primary], summary["arms"][summary["baseline"]]
-    n = min(p_stats["num_seeds"], b_stats["num_seeds"])
+    n = len(set(p_stats["seeds"]) & set(b_stats["seeds"]))
     threshold = _pct(summary["threshold"], 0)
-    paper = p_stats.get("paper") or {}
-    base_paper = b_stats.get("paper") or {}
-
-    def judged(better: bool, p: float) -> str:
-        if not math.isfinite(p):
-            return f"UNTESTED ({n} seed{'s' if n != 1 else ''})"
-        if better and p < SIGNIFICANCE:
-            return "REPRODUCED"
-        return "NOT reproduced" if not better else "NOT significant"
-
-    delta = p_stats["delta_vs_baseline"]
-    acc = (
-        f"accuracy gain {judged(delta > 0, p_stats['welch_p'])} "
-        f"({p_stats['label']} {_pct(p_stats['final_accuracy_mean'])}% vs {b_stats['label']} "
-        f"{_pct(b_stats['final_accuracy_mean'])}%, Δ {100.0 * delta:+.1f} pts, p={_p(p_stats['welch_p'])}"
-    )
-    if paper.get("final_accuracy") is not None and base_paper.get("final_accuracy") is not None:
-        acc += f"; paper {100.0 * (paper['final_accuracy'] - base_paper['final_accuracy']):+.1f}"
-    acc += ")"
-
-    pe, be = p_stats["epochs_to_threshold_mean"], b_stats["epochs_to_threshold_mean"]
-    if pe is None and be is None:
-        speed = f"faster convergence UNTESTED (neither reached {threshold}%)"
-    else:
-        better = (be is None and pe is not None) or (pe is not None and be is not None and pe < be)
-        speed = (
-            f"faster convergence {judged(better, p_stats['epochs_welch_p'])} "
-            f"({_num(pe, '.1f')} vs {_num(be, '.1f')} epochs to {threshold}%, "
-            f"{p_stats['seeds_reaching_threshold']}/{p_stats['num_seeds']} vs "
-            f"{b_stats['seeds_reaching_threshold']}/{b_stats['num_seeds']} seeds reaching it"
-        )
-        if paper.get("epochs_to_threshold") is not None and base_paper.get("epochs_to_threshold") is not None:
-            speed += f"; paper {paper['epochs_to_threshold']:g} vs {base_paper['epochs_to_threshold']:g}"
-        speed += ")"
-    ratio = p_stats.get("time_ratio")
+    accuracy = _claim_sentence(summary, "final_accuracy", "final accuracy", "final_accuracies", "pts", 100.0,
+                               "final_accuracy")  # fmt: skip
+    epochs = _claim_sentence(summary, "epochs_to_threshold", f"epochs to {threshold}%", "epochs_to_threshold",
+                             "epochs", 1.0, "epochs_to_threshold")  # fmt: skip
+    ratio, paper = p_stats.get("time_ratio"), p_stats.get("paper") or {}
     time = "time/epoch " + ("not measured" if ratio is None else f"×{ratio:.2f}")
     if paper.get("time_ratio") is not None:
         time += f" (paper ×{paper['time_ratio']:.2f})"
-    return f"Verdict ({n} seed{'s' if n != 1 else ''}): {acc}; {speed}; {time}."
+    return (
+        f"Verdict ({p_stats['label']} against {b_stats['label']}, {n} paired seed{'s' if n != 1 else ''}; the rule "
+        f"of `make study`, which powers its seed count): {accuracy} {epochs} {time}."
+    )
 
 
 # ---- files ------------------------------------------------------------------------------------------------

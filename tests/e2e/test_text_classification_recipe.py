@@ -158,7 +158,7 @@ def test_one_seed_two_epoch_run_writes_sane_files(tmp_path):
     env = repo_env(PYTHONWARNINGS="ignore")
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "Verdict (1 seed):" in result.stdout
+    assert "against AdamW, 1 paired seed;" in result.stdout and "final accuracy: INCONCLUSIVE" in result.stdout
     assert "runs (arm x seed)" in result.stderr  # the progress bar ran
 
     payload = json.loads((out / "results.json").read_text())

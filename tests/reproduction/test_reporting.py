@@ -103,20 +103,36 @@ def test_table_shows_ours_and_the_papers():
     assert "— (0/3)" in slow_row and slow_row.rstrip().endswith("| — | — | — |")
 
 
-def test_verdict_reproduced_and_not():
+def test_verdict_applies_the_studys_rule_to_paired_seeds():
     summary = summarize(FIXED)
     line = verdict(summary)
-    assert line.startswith("Verdict (3 seeds): accuracy gain REPRODUCED")
-    assert "paper +2.3" in line and "paper 4.6 vs 7.4" in line and "×1.25 (paper ×1.35)" in line
-    # the paper's method losing to AdamW
+    assert line.startswith("Verdict (SGD λ=0.5 against AdamW, 3 paired seeds;")
+    # final accuracy: paired differences .05 .04 .03 -> scipy's paired interval contains +2.3 pts, excludes 0
+    acc = stats.ttest_rel(SGD_FINAL, ADAMW_FINAL).confidence_interval(0.95)
+    assert acc.low > 0 and acc.low < 0.023 < acc.high
+    assert f"final accuracy: REPRODUCED: mean +4.0 pts over 3 paired seeds, 95% interval [{100 * acc.low:+.1f}, " in line
+    # epochs to 90%: AdamW 4 3 4, SGD 2 2 3 -> the interval stops short of the paper's -2.8 epochs
+    ep = stats.ttest_rel([2, 2, 3], [4, 3, 4]).confidence_interval(0.95)
+    assert ep.low > -2.8 and ep.high > 0
+    assert f"epochs to 90%: REFUTED: mean -1.3 epochs over 3 paired seeds, 95% interval [{ep.low:+.1f}, " in line
+    assert "the effect is smaller than claimed, and zero is inside the interval" in line
+    assert line.endswith("time/epoch ×1.25 (paper ×1.35).")
+    # an arm the paper gives no figures for: the interval is described, nothing judged
     flipped = json.loads(json.dumps(FIXED))
     flipped["primary"] = "slow"
     line = verdict(summarize(flipped))
-    assert "accuracy gain NOT reproduced" in line and "faster convergence NOT reproduced" in line
+    assert "final accuracy: mean -30.0 pts" in line and "the interval excludes zero: a negative effect" in line
+    assert "REFUTED" not in line and "REPRODUCED" not in line
+    # seeds that do not match are not paired; one common seed gives no interval
     one_seed = json.loads(json.dumps(FIXED))
     for arm in one_seed["arms"]:
         arm["runs"] = arm["runs"][:1]
-    assert "UNTESTED (1 seed)" in verdict(summarize(one_seed))
+    line = verdict(summarize(one_seed))
+    assert "1 paired seed;" in line and "INCONCLUSIVE" in line and "fewer than two seeds, no interval" in line
+    disjoint = json.loads(json.dumps(FIXED))
+    for run in disjoint["arms"][1]["runs"]:
+        run["seed"] += 10
+    assert "final accuracy: UNTESTED (no seed ran both arms)" in verdict(summarize(disjoint))
 
 
 def test_malformed_results_raise():

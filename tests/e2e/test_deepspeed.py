@@ -31,7 +31,7 @@ import sys
 import pytest
 import torch
 
-from tests.subprocess_env import REPO, repo_env
+from tests.subprocess_env import REPO, repo_env, run_distributed_launch
 
 SCRIPT = REPO / "tests" / "e2e" / "scripts" / "deepspeed_checks.py"
 PARAM_ATOL = 2e-6
@@ -67,9 +67,11 @@ def results(tmp_path_factory):
     if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
         pytest.skip("torch.distributed with gloo is not available")
     out = tmp_path_factory.mktemp("deepspeed")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-           str(free_port()), str(SCRIPT), "--out", str(out)]  # fmt: skip
-    proc = subprocess.run(cmd, cwd=REPO, env=launch_env(), capture_output=True, text=True, timeout=600)
+    def command():
+        return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                str(free_port()), str(SCRIPT), "--out", str(out)]  # fmt: skip
+
+    proc = run_distributed_launch(command, timeout=600, env=launch_env())
     assert proc.returncode == 0, f"launch failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
     return out, json.loads((out / "deepspeed.json").read_text())
 

@@ -34,7 +34,7 @@ import sys
 import pytest
 import torch
 
-from tests.subprocess_env import REPO, repo_env
+from tests.subprocess_env import REPO, repo_env, run_distributed_launch
 
 SCRIPT = REPO / "tests" / "e2e" / "scripts" / "distributed_checks.py"
 PARAM_ATOL = 1e-10
@@ -63,12 +63,14 @@ def dist_results(tmp_path_factory):
     if shutil.which("accelerate") is None:
         pytest.skip("the accelerate command line is not installed")
     out = tmp_path_factory.mktemp("dist")
-    cmd = [
-        "accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
-        str(SCRIPT), "--out", str(out),
-    ]  # fmt: skip
-    proc = subprocess.run(cmd, cwd=REPO, env=launch_env(), capture_output=True, text=True, timeout=300)
+    def command():
+        return [
+            "accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
+            str(SCRIPT), "--out", str(out),
+        ]  # fmt: skip
+
+    proc = run_distributed_launch(command, timeout=300, env=launch_env())
     assert proc.returncode == 0, f"launch failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
     return out
 

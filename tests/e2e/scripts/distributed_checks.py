@@ -289,6 +289,7 @@ def main() -> int:
         results["backend"] = dist.get_backend()
         (out / "fsdp2.json").write_text(json.dumps(results, indent=1))
     dist.barrier()
+    dist.destroy_process_group()  # explicitly, before interpreter shutdown tears the gloo threads down
     return 0
 
 

@@ -46,11 +46,15 @@ from hf_superpositional.attention.config import QuantumAttentionConfig
 from hf_superpositional.attention.patch import apply_quantum_attention
 from hf_superpositional.cli import parse_args_and_config
 from hf_superpositional.integrations import ModelCardInfo, SuperpositionalTrainer
-from hf_superpositional.integrations.peft import quantum_lora_config
 from hf_superpositional.tasks.gsm8k.arguments import DataArguments, GenerationEvalArguments, ModelArguments
 from hf_superpositional.tasks.gsm8k.data import build_sft_dataset, pad_collate
 from hf_superpositional.tasks.gsm8k.evaluation import evaluate_and_save, mean_answer_loss
-from hf_superpositional.tasks.gsm8k.model import check_context_length, load_model
+from hf_superpositional.tasks.gsm8k.model import (
+    check_context_length,
+    load_model,
+    lora_config,
+    save_built_base,
+)
 from hf_superpositional.tasks.gsm8k.tokenizer import load_tokenizer
 
 logger = logging.getLogger("gsm8k_finetune")
@@ -64,7 +68,6 @@ ARGUMENT_TYPES = (
 )
 PAPER_CONFIG = Path(__file__).resolve().parent / "configs" / "gsm8k_llama32_1b.yaml"
 """What runs without ``--config``: the paper's GSM8K preset (Table III), not transformers' defaults."""
-BASE_MODEL_DIR = "base_model"  # where a LoRA run on a model built from a config keeps that (frozen) base
 
 
 @dataclass
@@ -146,28 +149,11 @@ def build_model(args: RecipeArgs, tokenizer) -> Any:
         model = apply_quantum_attention(model, args.quantum)
     if not args.model.use_lora:
         return model
-    from peft import LoraConfig, get_peft_model
+    from peft import get_peft_model
 
-    lora_kwargs = dict(
-        r=args.model.lora_r,
-        lora_alpha=args.model.lora_alpha,
-        lora_dropout=args.model.lora_dropout,
-        target_modules=list(args.model.lora_target_modules),
-        task_type="CAUSAL_LM",
-    )
-    # The circuits must be in modules_to_save: trainable parameters outside it are left out of the adapter.
-    lora_config = (
-        quantum_lora_config(**lora_kwargs) if args.model.quantum_attention else LoraConfig(**lora_kwargs)
-    )
-    base_dir = (Path(args.training.output_dir) / BASE_MODEL_DIR).resolve()
-    if args.model.model_type is not None:
-        # A base built from a config exists nowhere else: save it beside the adapter (it stays frozen under
-        # LoRA). SuperpositionalTrainer records it relative to each saved adapter folder.
-        if args.training.process_index == 0:
-            model.save_pretrained(base_dir)
-            tokenizer.save_pretrained(base_dir)
-    peft_model = get_peft_model(model, lora_config)
-    if args.model.model_type is not None:
+    base_dir = save_built_base(model, tokenizer, args.model, args.training.output_dir, args.training.process_index == 0)
+    peft_model = get_peft_model(model, lora_config(args.model))
+    if base_dir is not None:  # SuperpositionalTrainer records it relative to each saved adapter folder
         peft_model.peft_config["default"].base_model_name_or_path = str(base_dir)
     return peft_model
 

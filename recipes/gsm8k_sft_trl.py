@@ -38,15 +38,13 @@ import hf_superpositional  # noqa: F401  (registers optim names, quantum attenti
 from hf_superpositional.attention.config import QuantumAttentionConfig
 from hf_superpositional.cli import parse_args_and_config
 from hf_superpositional.integrations import ModelCardInfo
-from hf_superpositional.integrations.peft import quantum_lora_config
 from hf_superpositional.tasks.gsm8k.arguments import DataArguments, GenerationEvalArguments, ModelArguments
 from hf_superpositional.tasks.gsm8k.data import chat_messages
 from hf_superpositional.tasks.gsm8k.evaluation import evaluate_and_save
-from hf_superpositional.tasks.gsm8k.model import load_model
+from hf_superpositional.tasks.gsm8k.model import load_model, lora_config, save_built_base
 from hf_superpositional.tasks.gsm8k.tokenizer import load_tokenizer
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "gsm8k_sft_trl.yaml"
-BASE_MODEL_DIR = "base_model"  # where a LoRA run on a model built from a config keeps that (frozen) base
 
 
 def _argument_types() -> tuple[type, ...]:
@@ -95,26 +93,11 @@ def build_trainer(args: RecipeArgs, train_rows, eval_rows, tokenizer):
 
     set_seed(args.training.seed)  # built models take their weights from the seeded global RNG
     model = load_model(args.model, tokenizer)
-    peft_config = None
-    base_dir = (Path(args.training.output_dir) / BASE_MODEL_DIR).resolve()
-    if args.model.use_lora:
-        lora = dict(
-            r=args.model.lora_r,
-            lora_alpha=args.model.lora_alpha,
-            lora_dropout=args.model.lora_dropout,
-            target_modules=list(args.model.lora_target_modules),
-            task_type="CAUSAL_LM",
-        )
-        if args.model.quantum_attention:
-            peft_config = quantum_lora_config(**lora)  # the circuits train and are saved with the adapter
-        else:
-            from peft import LoraConfig
-
-            peft_config = LoraConfig(**lora)
-        if args.model.model_type is not None and args.training.process_index == 0:
-            # A base built from a config exists nowhere else: keep it (frozen under LoRA) beside the adapter.
-            model.save_pretrained(base_dir)
-            tokenizer.save_pretrained(base_dir)
+    peft_config = base_dir = None
+    if args.model.use_lora:  # the circuits train and are saved with the adapter
+        peft_config = lora_config(args.model)
+        base_dir = save_built_base(model, tokenizer, args.model, args.training.output_dir,
+                                   args.training.process_index == 0)  # fmt: skip
     card = ModelCardInfo(
         base_model=args.model.model_name_or_path,
         dataset=args.data.card_dataset,
@@ -139,7 +122,7 @@ def build_trainer(args: RecipeArgs, train_rows, eval_rows, tokenizer):
         quantum_attention_config=args.quantum if args.model.quantum_attention else None,
         model_card_info=card,
     )
-    if peft_config is not None and args.model.model_type is not None:
+    if base_dir is not None:
         trainer.model.peft_config["default"].base_model_name_or_path = str(base_dir)
     return trainer
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -19,6 +20,18 @@ def repo_env(**overrides: str) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     env.update(overrides)
     return env
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now (other test sessions on this machine may launch too)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def cpu_launch_env() -> dict[str, str]:
+    """:func:`repo_env` for a 2-process CPU/gloo launch: one thread per rank, no GPU even on a machine with one."""
+    return repo_env(OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", CUDA_VISIBLE_DEVICES="")
 
 
 # What a rank prints when std::terminate kills it in native code. Seen once in eight full runs of the suite (a

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from tests.e2e.test_deepspeed import SCRIPT, checks_module, free_port, launch_env
-from tests.subprocess_env import REPO
+from tests.e2e.test_deepspeed import SCRIPT, checks_module
+from tests.subprocess_env import REPO, cpu_launch_env, free_port
 
 
 def main() -> None:
@@ -29,7 +29,7 @@ def main() -> None:
         out = Path(tmp)
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
                str(free_port()), str(SCRIPT), "--out", str(out / "zero")]  # fmt: skip
-        subprocess.run(cmd, cwd=REPO, env=launch_env(), check=True, capture_output=True, text=True, timeout=900)
+        subprocess.run(cmd, cwd=REPO, env=cpu_launch_env(), check=True, capture_output=True, text=True, timeout=900)
         summary = json.loads((out / "zero" / "deepspeed.json").read_text())
         reference = {scope: checks.train(str(out / scope), 4, scope)[:2] for scope in checks.SCOPES}
         print("| ZeRO stage | scope | max abs diff vs 1 process | vs the other scope's 1-process run | losses max rel diff |")

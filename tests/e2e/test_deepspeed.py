@@ -24,14 +24,13 @@ What each test proves:
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 
 import pytest
 import torch
 
-from tests.subprocess_env import REPO, repo_env, run_distributed_launch
+from tests.subprocess_env import REPO, cpu_launch_env, free_port, run_distributed_launch
 
 SCRIPT = REPO / "tests" / "e2e" / "scripts" / "deepspeed_checks.py"
 PARAM_ATOL = 2e-6
@@ -40,16 +39,6 @@ LOSS_RTOL = 1e-5
 pytestmark = pytest.mark.slow
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def launch_env() -> dict[str, str]:
-    env = repo_env(OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
-    env["CUDA_VISIBLE_DEVICES"] = ""  # the CPU/gloo run, also on a machine with GPUs
-    return env
 
 
 def checks_module():
@@ -71,7 +60,7 @@ def results(tmp_path_factory):
         return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
                 str(free_port()), str(SCRIPT), "--out", str(out)]  # fmt: skip
 
-    proc = run_distributed_launch(command, timeout=600, env=launch_env())
+    proc = run_distributed_launch(command, timeout=600, env=cpu_launch_env())
     assert proc.returncode == 0, f"launch failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
     return out, json.loads((out / "deepspeed.json").read_text())
 
@@ -156,7 +145,7 @@ def test_accelerate_deepspeed_config_trains_the_recipe_on_cpu(tmp_path):
         "--output_dir", str(tmp_path / "run"), "--max_train_samples", "32", "--per_device_train_batch_size", "4",
         "--generation_eval_samples", "0", "--save_strategy", "no",
     ]  # fmt: skip
-    proc = subprocess.run(cmd, cwd=REPO, env=launch_env(), capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, cwd=REPO, env=cpu_launch_env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
     state = json.loads((tmp_path / "run" / "trainer_state.json").read_text())
     assert state["global_step"] == 4  # 32 rows / (4 rows x 2 ranks): both ranks counted, each its own rows

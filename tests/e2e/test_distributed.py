@@ -27,14 +27,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 
 import pytest
 import torch
 
-from tests.subprocess_env import REPO, repo_env, run_distributed_launch
+from tests.subprocess_env import REPO, cpu_launch_env, free_port, repo_env, run_distributed_launch
 
 SCRIPT = REPO / "tests" / "e2e" / "scripts" / "distributed_checks.py"
 PARAM_ATOL = 1e-10
@@ -43,17 +42,6 @@ LOSS_RTOL = 1e-6
 pytestmark = pytest.mark.slow
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on now (other test sessions on this machine may launch too)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def launch_env() -> dict[str, str]:
-    env = repo_env(OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
-    env["CUDA_VISIBLE_DEVICES"] = ""  # the same CPU/gloo run on a machine with GPUs
-    return env
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +58,7 @@ def dist_results(tmp_path_factory):
             str(SCRIPT), "--out", str(out),
         ]  # fmt: skip
 
-    proc = run_distributed_launch(command, timeout=300, env=launch_env())
+    proc = run_distributed_launch(command, timeout=300, env=cpu_launch_env())
     assert proc.returncode == 0, f"launch failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
     return out
 

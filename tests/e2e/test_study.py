@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import re
 import subprocess
 import sys
 
@@ -12,6 +11,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from tests.cli_cases import assert_bad_input_exits_with_one_line
 from tests.subprocess_env import REPO, repo_env
 
 RECIPE = REPO / "recipes" / "study.py"
@@ -64,14 +64,7 @@ def test_bad_command_lines_exit_2_with_one_line(recipe, capsys):
         "--reanalyse /nonexistent/verdicts.json": r"`reanalyse`: /nonexistent/verdicts\.json not found",
     }
     for argv, message in cases.items():
-        try:
-            status = recipe.main(argv.split())
-        except SystemExit as done:  # argparse's errors (unknown flags) exit from inside the parser
-            status = done.code
-        assert status == 2, argv
-        err = capsys.readouterr().err
-        assert re.search(message, err) and err.startswith("study.py: error: "), err
-        assert err.count("\n") == 1 and "Traceback" not in err, err
+        assert_bad_input_exits_with_one_line(recipe.main, argv, "study.py", message, capsys)
 
 
 @pytest.mark.slow

@@ -6,13 +6,13 @@ import dataclasses
 import importlib.util
 import json
 import math
-import re
 import subprocess
 import sys
 
 import pytest
 import torch
 
+from tests.cli_cases import assert_bad_input_exits_with_one_line
 from tests.subprocess_env import REPO, repo_env
 
 RECIPE = REPO / "recipes" / "text_classification.py"
@@ -84,14 +84,7 @@ def test_bad_command_lines_exit_2_with_one_line(recipe, tmp_path, capsys):
         f"--config {typo}": r"typo\.yaml: unknown key\(s\) 'num_epoch' \(did you mean 'num_epochs'\?\)",
     }
     for argv, message in cases.items():
-        try:
-            status = recipe.main(argv.split())
-        except SystemExit as done:  # argparse's errors (unknown flags) exit from inside the parser
-            status = done.code
-        assert status == 2, argv
-        err = capsys.readouterr().err
-        assert re.search(message, err) and err.startswith("text_classification.py: error: "), err
-        assert err.count("\n") == 1 and "Traceback" not in err, err
+        assert_bad_input_exits_with_one_line(recipe.main, argv, "text_classification.py", message, capsys)
 
 
 def test_arms_use_the_registered_optimizer_names(recipe):

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import logging
 import warnings
+from pathlib import Path
 
 from ...integrations.transformers import ArgumentsError
 from .arguments import ModelArguments
 
-__all__ = ["check_context_length", "load_model"]
+__all__ = ["BASE_MODEL_DIR", "check_context_length", "load_model", "lora_config", "save_built_base"]
+
+BASE_MODEL_DIR = "base_model"
+"""Where a LoRA run on a model built from a config keeps that (frozen) base, inside its output folder."""
 
 logger = logging.getLogger(__name__)
 
@@ -89,3 +93,52 @@ def load_model(model_args: ModelArguments, tokenizer):
     model = AutoModelForCausalLM.from_config(config, dtype=_torch_dtype(model_args.dtype))
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model
+
+
+def lora_config(model_args: ModelArguments):
+    """The LoRA configuration ``model_args`` asks for (``lora_r``, ``lora_alpha``, ``lora_dropout``,
+    ``lora_target_modules``).
+
+    With quantum attention it is :func:`~hf_superpositional.integrations.peft.quantum_lora_config`: the circuits
+    must be in ``modules_to_save``, since trainable parameters outside it are left out of the adapter.
+
+    Example:
+        >>> config = lora_config(ModelArguments(model_type="llama", train_tokenizer=True, use_lora=True))
+        >>> config.r, config.modules_to_save
+        (16, ['quantum_circuit'])
+    """
+    kwargs = dict(
+        r=model_args.lora_r,
+        lora_alpha=model_args.lora_alpha,
+        lora_dropout=model_args.lora_dropout,
+        target_modules=list(model_args.lora_target_modules),
+        task_type="CAUSAL_LM",
+    )
+    if model_args.quantum_attention:
+        from ...integrations.peft import quantum_lora_config
+
+        return quantum_lora_config(**kwargs)
+    from peft import LoraConfig
+
+    return LoraConfig(**kwargs)
+
+
+def save_built_base(model, tokenizer, model_args: ModelArguments, output_dir: str, is_main_process: bool) -> Path | None:
+    """Before LoRA wraps a model built from a config, save that base under ``output_dir/BASE_MODEL_DIR``.
+
+    Such a base exists nowhere else, and it stays frozen under LoRA, so the adapter reloads over it (set the
+    returned folder as the adapter's ``base_model_name_or_path``). A pretrained base is not copied.
+
+    Returns:
+        The absolute base folder for a built model, ``None`` for a pretrained one.
+
+    Example:
+        >>> base_dir = save_built_base(model, tokenizer, model_args, "out", is_main_process=True)  # doctest: +SKIP
+    """
+    if model_args.model_type is None:
+        return None
+    base_dir = (Path(output_dir) / BASE_MODEL_DIR).resolve()
+    if is_main_process:
+        model.save_pretrained(base_dir)
+        tokenizer.save_pretrained(base_dir)
+    return base_dir

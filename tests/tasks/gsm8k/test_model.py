@@ -42,3 +42,34 @@ def test_a_context_longer_than_the_models_positions_warns():
     with pytest.warns(UserWarning, match=r"max_length=160 exceeds the model's max_position_embeddings=128"):
         assert check_context_length(config, 160)
     assert not check_context_length(config, 128)
+
+
+def test_lora_config_keeps_the_circuits_in_the_adapter_only_with_quantum_attention():
+    from hf_superpositional.naming import QUANTUM_MODULE_NAME
+    from hf_superpositional.tasks.gsm8k.model import lora_config
+
+    args = ModelArguments(model_type="llama", train_tokenizer=True, use_lora=True, lora_r=4, lora_alpha=8,
+                          lora_target_modules=["q_proj", "v_proj"])  # fmt: skip
+    quantum = lora_config(args)
+    assert (quantum.r, quantum.lora_alpha, set(quantum.target_modules)) == (4, 8, {"q_proj", "v_proj"})
+    assert quantum.modules_to_save == [QUANTUM_MODULE_NAME] and quantum.task_type == "CAUSAL_LM"
+    assert lora_config(dataclasses.replace(args, quantum_attention=False)).modules_to_save is None
+
+
+def test_save_built_base_saves_only_a_built_model_and_only_on_the_main_process(tmp_path):
+    from hf_superpositional.tasks.gsm8k.model import BASE_MODEL_DIR, save_built_base
+
+    args = ModelArguments(model_type="llama", train_tokenizer=True, tokenizer_vocab_size=300,
+                          config_overrides="hidden_size=16,num_attention_heads=2,num_hidden_layers=1,intermediate_size=32")  # fmt: skip
+    tokenizer = load_tokenizer(args, ["Natalia sold 48 clips.", "#### 72"])
+    model = load_model(args, tokenizer)
+    assert save_built_base(model, tokenizer, args, str(tmp_path / "other"), is_main_process=False) == (
+        tmp_path / "other" / BASE_MODEL_DIR
+    ).resolve()
+    assert not (tmp_path / "other").exists()
+    base_dir = save_built_base(model, tokenizer, args, str(tmp_path), is_main_process=True)
+    assert base_dir == (tmp_path / BASE_MODEL_DIR).resolve() and (base_dir / "config.json").is_file()
+    assert (base_dir / "tokenizer.json").is_file()
+    pretrained = dataclasses.replace(args, model_type=None, config_overrides=None, train_tokenizer=False,
+                                     model_name_or_path=str(base_dir))
+    assert save_built_base(model, tokenizer, pretrained, str(tmp_path / "again"), is_main_process=True) is None
